@@ -1,0 +1,43 @@
+"""The Celery configuration a worker that delivers alerts needs, derived from the settings. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerting.settings import WorkerSettings
+from alerting.tls import broker_ssl_options
+
+
+def worker_config(settings: WorkerSettings) -> dict[str, Any]:
+    visibility = settings.visibility_timeout
+    # kombu sweeps unacked messages back to the queue only every restore_interval x restore_throttle seconds
+    # (~100 s by default); sweep often enough that a lost worker's alert comes back soon after the timeout.
+    restore_interval = int(max(1, min(30, visibility // 5)))
+    return {
+        "broker_url": settings.broker_url,
+        "broker_use_ssl": broker_ssl_options(settings.broker_url, ca_file=settings.redis_ca_file),
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": restore_interval,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 15.0,
+            "socket_connect_timeout": 5.0,
+        },
+        # JSON only: a pickled message on the alerts queue is refused before it is deserialised.
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_ignore_result": True,
+        "result_backend": None,
+        # At-least-once: ack after the task ran, requeue when the process running it dies, take one at a time.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": settings.queue,
+        "task_routes": {"alerting.*": {"queue": settings.queue}},
+        # A send that hangs past every timeout is killed; with reject_on_worker_lost its message comes back.
+        "task_time_limit": max(visibility / 2, settings.smtp.timeout * 4),
+        "worker_send_task_events": False,
+    }

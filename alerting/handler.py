@@ -1,0 +1,166 @@
+"""``AlertHandler``: the logging handler that turns critical records into alert tasks. Runs in app threads.
+
+``emit()`` does three cheap things in the calling thread: skip records that must never become alerts,
+build the JSON-safe payload (pure, ``alerting.payload``), and put it into the bounded buffer. It never
+touches the network, never blocks on I/O and never raises: the publisher thread does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from alerting import context as alert_context
+from alerting.config import parse_duration, parse_int, parse_queue, resolve_broker_url
+from alerting.errors import ConfigError
+from alerting.payload import Payload, build, fingerprint
+from alerting.publisher import Publisher, finalize
+from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
+from alerting.spool import Spool
+from alerting.transport import CeleryTransport, Transport, publisher_app
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+# Records from these loggers never become alerts: the publisher itself logs through celery, kombu, redis
+# and amqp (py-amqp) while the broker is down, and through "alerting"; alerting on those would loop.
+IGNORED_LOGGERS = frozenset({"alerting", "celery", "kombu", "redis", "amqp"})
+
+# Set by alerting.testing.capture_alerts(): every handler records what it would publish, instead of publishing.
+_capture: list[Payload] | None = None
+
+
+def set_capture(target: list[Payload] | None) -> list[Payload] | None:
+    """Install (or, with None, remove) the capture list; returns the previous one."""
+    global _capture
+    previous, _capture = _capture, target
+    return previous
+
+
+class AlertHandler(logging.Handler):
+    """Send log records at ``level`` and above as alert emails, via Celery workers.
+
+    All arguments are keyword-only and optional, so ``logging.config.dictConfig`` can build it with
+    ``"class": "alerting.AlertHandler"``. Nothing connects to anything until the first alert.
+    """
+
+    def __init__(
+        self,
+        *,
+        level: int | str = logging.CRITICAL,
+        broker_url: str | None = None,
+        queue: str = "alerts",
+        capacity: int = 1000,
+        spool_path: str | os.PathLike[str] | None = None,
+        flush_timeout: float = 2.0,
+        celery_app: Celery | None = None,
+        service: str | None = None,
+        secret_keys: Iterable[str] = DEFAULT_SECRET_KEYS,
+        coalesce_interval: float = 1.0,
+        ca_file: str | None = None,
+    ) -> None:
+        super().__init__(level)
+        if celery_app is not None and broker_url is not None:
+            raise ConfigError("broker_url", "give broker_url or celery_app, not both (celery_app has its own)")
+        self.broker_url = None if celery_app is not None else resolve_broker_url(broker_url, os.environ)
+        self.queue = parse_queue("queue", queue)
+        self.capacity = parse_int("capacity", capacity, minimum=1)
+        self.flush_timeout = parse_duration("flush_timeout", flush_timeout)
+        self.coalesce_interval = parse_duration("coalesce_interval", coalesce_interval)
+        if service is not None and not isinstance(service, str):
+            raise ConfigError("service", f"expected a string, got {type(service).__name__}")
+        self.service = service[:100] if service else None
+        self.ca_file = ca_file
+        self._celery_app = celery_app
+        self._app_pid: int | None = None
+        self._redactor = Redactor(secret_keys)
+        spool = Spool(spool_path) if spool_path is not None else None
+        self._publisher = Publisher(
+            transport_factory=self._make_transport,
+            capacity=self.capacity,
+            coalesce_interval=self.coalesce_interval,
+            redactor=self._redactor,
+            spool=spool,
+        )
+        if spool is not None and os.path.exists(spool.path) and os.path.getsize(spool.path) > 0:
+            self._publisher.start()  # a previous process left alerts behind: replay them now
+
+    # -- logging.Handler interface ------------------------------------------------------------------------
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Unlike Handler.handle, no handler-wide lock around emit(): emit is thread-safe on its own (the
+        # buffer has its lock), and the handler lock would only make logging threads queue behind each other.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.levelno < self.level or self._is_ignored(record):
+                return
+            fp = fingerprint(record)
+            payload = build(
+                record,
+                fingerprint=fp,
+                service=self.service,
+                is_secret_key=self._redactor.is_secret_key,
+                context=alert_context.current(),
+            )
+            capture = _capture
+            if capture is not None:
+                capture.append(finalize(payload, self._redactor))
+                return
+            self._publisher.submit(payload, fp, record.levelno)
+        except RecursionError:  # as the stdlib handlers do: a recursion error is the caller's to see
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self, timeout: float = 0.0) -> bool:  # type: ignore[override]
+        """Start publishing everything held now; wait up to ``timeout`` seconds for it to leave.
+
+        ``logging.shutdown()`` calls ``flush()`` then ``close()``: flush only starts the work so that exit
+        waits at most ``flush_timeout`` in all, in ``close()``. Returns True when nothing is left.
+        """
+        return self._publisher.flush(timeout)
+
+    def close(self) -> None:
+        """Publish what is buffered within ``flush_timeout``; spool or report the rest. Never waits longer."""
+        try:
+            self._publisher.close(self.flush_timeout)
+        finally:
+            super().close()
+
+    # -- our own interface ---------------------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Counters since start: buffered now, published, coalesced, dropped, spooled, lost."""
+        return self._publisher.stats()
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        where = "celery_app" if self._celery_app is not None else self._redactor.text(self.broker_url or "")
+        return f"<AlertHandler {where} queue={self.queue} ({level})>"
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _is_ignored(self, record: logging.LogRecord) -> bool:
+        if record.thread is not None and record.thread == self._publisher.thread_ident:
+            return True
+        name = record.name
+        return isinstance(name, str) and name.partition(".")[0] in IGNORED_LOGGERS
+
+    def _make_transport(self) -> Transport:
+        """Called in the publisher thread when it first needs the broker (again after a fork)."""
+        if self._celery_app is None:
+            app = publisher_app(self.broker_url or "", ca_file=self.ca_file)
+            return CeleryTransport(app, self.queue, owned=True)
+        pid = os.getpid()
+        if self._app_pid is not None and self._app_pid != pid:
+            # A bare os.fork() (gunicorn, uWSGI) does not run Celery's own after-fork cleanup; without it the
+            # child would share the parent's broker connections.
+            _after_fork: Any = getattr(self._celery_app, "_after_fork", None)
+            if callable(_after_fork):
+                _after_fork()
+        self._app_pid = pid
+        return CeleryTransport(self._celery_app, self.queue, owned=False)

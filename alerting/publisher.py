@@ -1,0 +1,334 @@
+"""The background thread that moves alerts from the buffer to the broker. I/O; fork- and exit-aware.
+
+``submit()`` is all the logging thread does here: a put into the bounded buffer and, at most, setting an
+event. The thread (started lazily, one per handler, per process) redacts and size-caps each payload,
+publishes in batches, and on broker trouble backs off while alerts wait in the buffer, or in the SQLite
+spool when one is configured. After ``os.fork()`` the child gets a fresh, empty publisher of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from alerting.backoff import backoff_delay
+from alerting.buffer import AlertBuffer, Entry
+from alerting.payload import Payload
+from alerting.redact import Redactor
+from alerting.schema import enforce_size
+from alerting.spool import Spool
+from alerting.transport import PublishFailed, Transport
+
+log = logging.getLogger("alerting.publisher")
+
+BATCH_SIZE = 100
+RECONNECT_BASE = 0.2  # seconds; doubled per failed attempt
+RECONNECT_MAX = 10.0
+
+_publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        transport_factory: Callable[[], Transport],
+        capacity: int,
+        coalesce_interval: float,
+        redactor: Redactor,
+        spool: Spool | None = None,
+    ) -> None:
+        self._transport_factory = transport_factory
+        self._capacity = capacity
+        self._coalesce_interval = coalesce_interval
+        self._redactor = redactor
+        self.spool = spool
+        self.published_total = 0
+        self.spooled_total = 0
+        self.lost_total = 0
+        self._reset_runtime_state()
+        _publishers.add(self)
+
+    def _reset_runtime_state(self) -> None:
+        self.buffer = AlertBuffer(self._capacity, self._coalesce_interval)
+        self._wake = threading.Event()  # something to publish (or to schedule)
+        self._interrupt = threading.Event()  # cut a backoff wait short: closing, or an explicit flush
+        self._busy = False  # the thread holds entries taken from the buffer and not yet settled
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._transport: Transport | None = None
+        self._inflight: list[Entry] = []
+        self._draining = False  # publish repeat slots without waiting for their coalescing interval
+        self._closing = False
+        self._closed = False
+        self._spool_dirty = self.spool is not None  # a spool file may hold a previous process's alerts
+        self._down_since: float | None = None
+        self.thread_ident: int | None = None
+
+    # -- called from the logging threads ---------------------------------------------------------------
+    def submit(self, payload: dict[str, Any], fingerprint: str, levelno: int) -> None:
+        """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds)."""
+        if self.buffer.put(payload, fingerprint, levelno) and not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            self.start()
+
+    def start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                thread = threading.Thread(target=self._run, name="alerting-publisher", daemon=True)
+                thread.start()
+                self._thread = thread
+                self.thread_ident = thread.ident
+
+    def flush(self, timeout: float) -> bool:
+        """Publish everything held now, repeat slots included; wait up to ``timeout``. True when all went out."""
+        deadline = time.monotonic() + timeout
+        if self._thread is None:
+            if self._drained():
+                return True
+            self.start()
+        self._draining = True
+        self._interrupt.set()
+        try:
+            while not self._drained():
+                self._wake.set()
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.002)  # flush is rare (tests, exit, send-test); polling keeps the thread lock-free
+            return True
+        finally:
+            if not self._closing:
+                self._draining = False
+
+    def _drained(self) -> bool:
+        return len(self.buffer) == 0 and not self._busy and not self._spool_dirty
+
+    def close(self, timeout: float) -> None:
+        """Publish what is held within ``timeout``; spool (or report as lost) whatever could not go out."""
+        deadline = time.monotonic() + timeout
+        self._closing = self._draining = True
+        self._wake.set()
+        self._interrupt.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        self._closed = True
+        still_running = thread is not None and thread.is_alive()
+        # An in-flight batch of a thread stuck on a hung broker is spooled too: the worker recognises a
+        # payload id it has already mailed, so a late publish of the same batch cannot mail twice.
+        leftovers = (list(self._inflight) if still_running else []) + self.buffer.take(1 << 30, everything=True)
+        if leftovers:
+            self._save_or_report(leftovers, reason="not published before close")
+        report = self.buffer.drop_report()
+        if report:
+            log.error(
+                "celery-alerting dropped %d alerts while its buffer was full (by fingerprint: %s)",
+                report["total"],
+                report["by_fingerprint"],
+            )
+        if not still_running and self._transport is not None:
+            self._transport.close()
+        if self.spool is not None:
+            self.spool.close()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "buffered": len(self.buffer),
+            "published": self.published_total,
+            "coalesced": self.buffer.coalesced_total,
+            "dropped": self.buffer.dropped_total,  # includes what the spool's caps pushed out
+            "spooled": self.spooled_total,
+            "lost": self.lost_total,
+        }
+
+    # -- the publisher thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        attempt = 0
+        while True:
+            self._busy = True
+            ok = True
+            if self._spool_dirty and self.spool is not None:
+                ok = self._replay_spool(self.spool)
+            if ok:
+                batch = self.buffer.take(BATCH_SIZE, everything=self._draining)
+                if batch:
+                    ok = self._publish(batch)
+                elif not self._spool_dirty:
+                    self._busy = False
+                    if self._closing:
+                        break
+                    self._wait_for_work()
+                    continue
+            if ok:
+                attempt = 0
+                continue
+            self._busy = False
+            if self._closing:
+                break
+            self._back_off(backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX))
+            attempt += 1
+        self._busy = False
+
+    def _back_off(self, delay: float) -> None:
+        """Wait before the next attempt; with a spool, alerts arriving meanwhile go straight to disk, so a
+        process that dies during the outage loses nothing."""
+        end = time.monotonic() + delay
+        while not self._interrupt.is_set():
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                break
+            if self.spool is None:
+                self._interrupt.wait(remaining)
+                break
+            if self._wake.wait(remaining):
+                self._wake.clear()
+                self._busy = True
+                self._save_or_report(self.buffer.take(1 << 30, everything=True), reason="broker unreachable")
+                self._busy = False
+        self._interrupt.clear()
+
+    def _wait_for_work(self) -> None:
+        due = self.buffer.next_due()
+        self._wake.wait(None if due is None else max(due - time.monotonic(), 0.0) + 0.001)
+        self._wake.clear()
+
+    def _publish(self, batch: list[Entry]) -> bool:
+        payloads = [self._finalize(entry) for entry in batch]
+        self._inflight = batch
+        try:
+            transport = self._transport or self._connect()
+            published = transport.publish_many(payloads)
+        except PublishFailed as failure:
+            published = failure.published
+            self._note_outage(failure.cause)
+            rest = batch[failure.published :]
+            if not self._closed:  # after close() the leftovers were already spooled or reported
+                if self.spool is not None:
+                    self._save_or_report(rest, reason="broker unreachable")
+                else:
+                    self.buffer.put_back(rest)
+            self.published_total += published
+            return False
+        except Exception as exc:  # building the transport failed (bad URL, missing transport library)
+            self._note_outage(exc)
+            if not self._closed:
+                self.buffer.put_back(batch)
+            return False
+        finally:
+            self._inflight = []
+        self.published_total += published
+        self._note_recovery()
+        return True
+
+    def _replay_spool(self, spool: Spool) -> bool:
+        try:
+            rows = spool.claim(BATCH_SIZE)
+        except Exception as exc:
+            log.warning("celery-alerting cannot read its spool %s: %s", spool.path, exc)
+            self._spool_dirty = False
+            return True
+        if not rows:
+            self._spool_dirty = False
+            return True
+        try:
+            transport = self._transport or self._connect()
+            transport.publish_many([row.payload for row in rows])
+        except Exception as exc:
+            published = exc.published if isinstance(exc, PublishFailed) else 0
+            spool.remove([r.row_id for r in rows[:published]])
+            spool.release([r.row_id for r in rows[published:]])
+            self.published_total += published
+            self._note_outage(exc.cause if isinstance(exc, PublishFailed) else exc)
+            return False
+        spool.remove([r.row_id for r in rows])
+        self.published_total += len(rows)
+        self._note_recovery()
+        return True
+
+    def _connect(self) -> Transport:
+        self._transport = self._transport_factory()
+        return self._transport
+
+    def _finalize(self, entry: Entry) -> dict[str, Any]:
+        if not entry.finalized:
+            entry.payload = finalize(
+                entry.payload, self._redactor, count=entry.count, first_created=entry.first_created
+            )
+            entry.finalized = True
+        return entry.payload
+
+    def _save_or_report(self, entries: list[Entry], *, reason: str) -> None:
+        if not entries:
+            return
+        if self.spool is not None:
+            try:
+                dropped = self.spool.add([self._finalize(e) for e in entries])
+                self.spooled_total += len(entries)
+                self._spool_dirty = True
+                if dropped:
+                    self.buffer.record_drops(dropped)
+                    log.error(
+                        "celery-alerting spool %s is full: dropped %d oldest alerts (%s)",
+                        self.spool.path,
+                        sum(dropped.values()),
+                        dropped,
+                    )
+                return
+            except Exception as exc:
+                log.error("celery-alerting cannot write its spool %s: %s", self.spool.path, exc)
+        lost = sum(e.count for e in entries)
+        self.lost_total += lost
+        log.error(
+            "celery-alerting lost %d alerts (%s; configure spool_path to keep them): %s",
+            lost,
+            reason,
+            sorted({e.fingerprint for e in entries}),
+        )
+
+    def _note_outage(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            where = f"spooling to {self.spool.path}" if self.spool else f"holding up to {self._capacity} in memory"
+            log.warning(
+                "celery-alerting cannot publish alerts (%s: %s); %s and retrying",
+                type(exc).__name__,
+                self._redactor.text(str(exc)),
+                where,
+            )
+
+    def _note_recovery(self) -> None:
+        if self._down_since is not None:
+            log.warning("celery-alerting publishing again after %.1fs", time.monotonic() - self._down_since)
+            self._down_since = None
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's thread does not exist here and its buffer is the parent's to publish.
+        self._reset_runtime_state()
+        if self.spool is not None:
+            self.spool.after_fork_in_child()
+
+
+def finalize(payload: Payload, redactor: Redactor, *, count: int = 1, first_created: float | None = None) -> Payload:
+    """What leaves the application: secrets redacted, size capped, coalesced count attached.
+
+    Done in the publisher thread (off the logging thread), before the payload is published or spooled.
+    """
+    out = redactor.payload(payload)
+    out["count"] = count
+    if count > 1 and first_created is not None:
+        out["first_created"] = first_created
+    return enforce_size(out)
+
+
+def _reset_after_fork() -> None:
+    for publisher in list(_publishers):
+        publisher._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

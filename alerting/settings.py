@@ -1,0 +1,232 @@
+"""Worker settings: read once from the environment into one frozen object. Pure (the environment is passed in).
+
+Every problem is a :class:`~alerting.errors.ConfigError` naming the variable, so a worker with a bad value
+stops at start with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from alerting.config import (
+    BROKER_SCHEMES,
+    DEFAULT_BROKER_URL,
+    REDIS_SCHEMES,
+    Rate,
+    parse_bool,
+    parse_choice,
+    parse_duration,
+    parse_int,
+    parse_queue,
+    parse_rate,
+    parse_url,
+)
+from alerting.errors import ConfigError
+
+SECURITY_CHOICES = ("none", "starttls", "ssl")
+_DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
+# Deliberately strict: an address with CR/LF, spaces or commas in it is a configuration mistake (or an attack).
+_ADDRESS = re.compile(r"^[^@\s,;<>\"\x00-\x1f]+@[^@\s,;<>\"\x00-\x1f]+$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,50}$")
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    host: str
+    port: int
+    security: str  # none | starttls | ssl
+    user: str | None
+    password: str | None = field(repr=False)  # never printed: repr() of the settings is safe to log
+    timeout: float
+    ca_file: str | None
+    verify: bool
+
+    @property
+    def is_local(self) -> bool:
+        return _is_loopback(self.host)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    broker_url: str = field(repr=False)  # may hold a password; see broker_display
+    state_url: str = field(repr=False)
+    queue: str
+    smtp: SMTPSettings
+    mail_from: str
+    mail_to: tuple[str, ...]
+    subject_prefix: str
+    throttle_window: float
+    rate_limit: Rate | None
+    max_retries: int
+    retry_backoff: float
+    retry_backoff_max: float
+    visibility_timeout: float
+    digest_poll_interval: float
+    idempotency_ttl: float
+    key_prefix: str
+    redis_ca_file: str | None
+    metrics_port: int | None
+    ready_file: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        return load(os.environ if env is None else env)
+
+
+def load(env: Mapping[str, str]) -> WorkerSettings:
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, default).strip()
+
+    broker_url = parse_url("ALERTING_BROKER_URL", get("ALERTING_BROKER_URL") or DEFAULT_BROKER_URL, BROKER_SCHEMES)
+    state_url = get("ALERTING_STATE_URL")
+    if not state_url:
+        if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
+            raise ConfigError(
+                "ALERTING_STATE_URL",
+                "required when the broker is not Redis: throttle state and dead letters live in Redis "
+                "(e.g. redis://localhost:6379/1)",
+            )
+        state_url = broker_url
+    state_url = parse_url("ALERTING_STATE_URL", state_url, REDIS_SCHEMES)
+
+    smtp = _smtp(get)
+    mail_to = tuple(a.strip() for a in get("ALERTING_MAIL_TO").split(",") if a.strip())
+    if not mail_to:
+        raise ConfigError("ALERTING_MAIL_TO", "required: comma-separated recipient addresses")
+    for address in mail_to:
+        _address("ALERTING_MAIL_TO", address)
+    mail_from = _address("ALERTING_MAIL_FROM", get("ALERTING_MAIL_FROM") or f"alerting@{_local_domain()}")
+
+    retry_backoff = parse_duration("ALERTING_RETRY_BACKOFF", get("ALERTING_RETRY_BACKOFF", "2"), allow_zero=False)
+    retry_backoff_max = parse_duration("ALERTING_RETRY_BACKOFF_MAX", get("ALERTING_RETRY_BACKOFF_MAX", "300"))
+    if retry_backoff_max < retry_backoff:
+        raise ConfigError("ALERTING_RETRY_BACKOFF_MAX", f"must be >= ALERTING_RETRY_BACKOFF ({retry_backoff:g})")
+    visibility = parse_duration("ALERTING_VISIBILITY_TIMEOUT", get("ALERTING_VISIBILITY_TIMEOUT", "900"), minimum=1)
+    # A retry waits in the worker as an ETA message; the Redis transport redelivers anything unacked for longer
+    # than the visibility timeout, so a longer wait would be executed twice (and again).
+    if retry_backoff_max >= visibility:
+        raise ConfigError(
+            "ALERTING_VISIBILITY_TIMEOUT",
+            f"must be greater than ALERTING_RETRY_BACKOFF_MAX ({retry_backoff_max:g}s): retries wait as ETA "
+            "messages, which are delivered again once they have been unacknowledged that long",
+        )
+    if smtp.timeout * 2 >= visibility:
+        raise ConfigError(
+            "ALERTING_VISIBILITY_TIMEOUT",
+            f"must be more than twice ALERTING_SMTP_TIMEOUT ({smtp.timeout:g}s)",
+        )
+
+    metrics = get("ALERTING_METRICS_PORT")
+    key_prefix = get("ALERTING_KEY_PREFIX", "alerting")
+    if not _PREFIX.match(key_prefix):
+        raise ConfigError("ALERTING_KEY_PREFIX", f"expected 1-50 characters of [A-Za-z0-9_.:-], got {key_prefix!r}")
+    subject_prefix = env.get("ALERTING_SUBJECT_PREFIX", "")
+    if any(c in subject_prefix for c in "\r\n\x00"):
+        raise ConfigError("ALERTING_SUBJECT_PREFIX", "must not contain CR, LF or NUL")
+    return WorkerSettings(
+        broker_url=broker_url,
+        state_url=state_url,
+        queue=parse_queue("ALERTING_QUEUE", get("ALERTING_QUEUE", "alerts")),
+        smtp=smtp,
+        mail_from=mail_from,
+        mail_to=mail_to,
+        subject_prefix=subject_prefix[:40],
+        throttle_window=parse_duration("ALERTING_THROTTLE_WINDOW", get("ALERTING_THROTTLE_WINDOW", "300")),
+        rate_limit=parse_rate("ALERTING_RATE_LIMIT", get("ALERTING_RATE_LIMIT", "30/m")),
+        max_retries=parse_int("ALERTING_MAX_RETRIES", get("ALERTING_MAX_RETRIES", "5"), minimum=0, maximum=100),
+        retry_backoff=retry_backoff,
+        retry_backoff_max=retry_backoff_max,
+        visibility_timeout=visibility,
+        digest_poll_interval=parse_duration(
+            "ALERTING_DIGEST_POLL_INTERVAL", get("ALERTING_DIGEST_POLL_INTERVAL", "1"), minimum=0.05
+        ),
+        idempotency_ttl=parse_duration(
+            "ALERTING_IDEMPOTENCY_TTL", get("ALERTING_IDEMPOTENCY_TTL", "86400"), minimum=60
+        ),
+        key_prefix=key_prefix,
+        redis_ca_file=_file("ALERTING_REDIS_CA_FILE", get("ALERTING_REDIS_CA_FILE")),
+        metrics_port=parse_int("ALERTING_METRICS_PORT", metrics, minimum=1, maximum=65535) if metrics else None,
+        ready_file=get("ALERTING_READY_FILE") or None,
+    )
+
+
+def _smtp(read: Callable[..., str]) -> SMTPSettings:
+    security = parse_choice("ALERTING_SMTP_SECURITY", read("ALERTING_SMTP_SECURITY", "none"), SECURITY_CHOICES)
+    host = read("ALERTING_SMTP_HOST", "localhost")
+    if not host or any(c in host for c in " \r\n\x00/"):
+        raise ConfigError("ALERTING_SMTP_HOST", f"expected a host name or address, got {host!r}")
+    port_text = read("ALERTING_SMTP_PORT") or str(_DEFAULT_PORTS[security])
+    user = read("ALERTING_SMTP_USER") or None
+    password = _password(read("ALERTING_SMTP_PASSWORD"), read("ALERTING_SMTP_PASSWORD_FILE"))
+    if password and not user:
+        raise ConfigError("ALERTING_SMTP_USER", "required when a password is set")
+    if user and not password:
+        raise ConfigError(
+            "ALERTING_SMTP_PASSWORD",
+            "required when ALERTING_SMTP_USER is set (or ALERTING_SMTP_PASSWORD_FILE)",
+        )
+    if user and security == "none" and not _is_loopback(host):
+        raise ConfigError(
+            "ALERTING_SMTP_SECURITY",
+            f"is 'none' but AUTH is configured for {host}: the password would cross the network in clear; "
+            "use starttls or ssl",
+        )
+    return SMTPSettings(
+        host=host,
+        port=parse_int("ALERTING_SMTP_PORT", port_text, minimum=1, maximum=65535),
+        security=security,
+        user=user,
+        password=password,
+        timeout=parse_duration("ALERTING_SMTP_TIMEOUT", read("ALERTING_SMTP_TIMEOUT", "10"), allow_zero=False),
+        ca_file=_file("ALERTING_SMTP_CA_FILE", read("ALERTING_SMTP_CA_FILE")),
+        verify=parse_bool("ALERTING_SMTP_TLS_VERIFY", read("ALERTING_SMTP_TLS_VERIFY", "true")),
+    )
+
+
+def _password(value: str, path: str) -> str | None:
+    if value and path:
+        raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", "set either ALERTING_SMTP_PASSWORD or ..._FILE, not both")
+    if path:
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", f"cannot read {path}: {exc.strerror}") from None
+        if not secret:
+            raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", f"{path} is empty")
+        return secret
+    return value or None
+
+
+def _file(setting: str, path: str) -> str | None:
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ConfigError(setting, f"no such file: {path}")
+    return path
+
+
+def _address(setting: str, value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ConfigError(setting, f"not a plain email address: {value!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_domain() -> str:
+    name = socket.getfqdn() or "localhost"
+    return name if "." in name else f"{name}.localdomain"

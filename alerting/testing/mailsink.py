@@ -1,0 +1,171 @@
+"""``MailSink``: a real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives. For tests and demos.
+
+It can play the servers alerting has to survive: slow (``delay``), temporarily failing
+(``fail_next("451 ...", times=2)``), refusing (``reject_all("550 ...")``), and STARTTLS/implicit TLS with
+AUTH. Needs the ``testing`` extra (aiosmtpd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    message: EmailMessage
+    raw: bytes
+    at: float  # time.time() when the server accepted it
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"] or "")
+
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return str(part.get_content()) if part is not None else ""
+
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return str(part.get_content()) if part is not None else ""
+
+
+class _Handler:
+    def __init__(self, sink: MailSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        sink = self.sink
+        sink.attempts += 1
+        if sink.delay:
+            await asyncio.sleep(sink.delay)
+        with sink._cond:
+            if sink._failures:
+                return sink._failures.popleft()
+            if sink._reject:
+                return sink._reject
+        raw: bytes = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), message, raw, time.time())
+        with sink._cond:
+            sink.received.append(received)
+            sink._cond.notify_all()
+        return "250 2.0.0 OK"
+
+
+class _Controller(Controller):
+    """aiosmtpd's Controller, able to listen on port 0: it reads the bound port before its readiness check."""
+
+    def _trigger_server(self) -> None:
+        server: Any = self.server
+        if self.port == 0 and server is not None:
+            self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
+class MailSink:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay: float = 0.0,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        users: Mapping[str, str] | None = None,
+    ) -> None:
+        """``tls_context`` offers STARTTLS (required), or with ``implicit_tls`` wraps the port in TLS (as 465).
+        ``users`` turns on AUTH (required) with these logins."""
+        self.host = host
+        self.delay = delay
+        self.received: list[Received] = []
+        self.attempts = 0  # DATA commands seen, accepted or not
+        self._cond = threading.Condition()
+        self._failures: deque[str] = deque()
+        self._reject: str | None = None
+        self._users = dict(users or {})
+        kwargs: dict[str, Any] = {}
+        if tls_context is not None and implicit_tls:
+            kwargs["ssl_context"] = tls_context
+        elif tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=True)
+        if users:
+            kwargs.update(
+                auth_required=True, authenticator=self._authenticate, auth_require_tls=tls_context is not None
+            )
+        self._controller = _Controller(_Handler(self), hostname=host, port=port, **kwargs)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def start(self) -> MailSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> MailSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    # -- behaviour -----------------------------------------------------------------------------------------
+    def fail_next(self, reply: str, times: int = 1) -> None:
+        """Answer the next ``times`` messages with ``reply`` (e.g. ``"451 4.3.0 Try again later"``)."""
+        with self._cond:
+            self._failures.extend([reply] * times)
+
+    def reject_all(self, reply: str | None) -> None:
+        """Answer every message with ``reply`` until called with None."""
+        with self._cond:
+            self._reject = reply
+
+    # -- inspection ----------------------------------------------------------------------------------------
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until at least ``count`` messages arrived; returns them all (raises TimeoutError if not)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.received) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} messages, got {len(self.received)} within {timeout}s")
+                self._cond.wait(remaining)
+            return list(self.received)
+
+    def settle(self, quiet: float = 1.0, timeout: float = 30.0) -> list[Received]:
+        """Wait until no message has arrived for ``quiet`` seconds; returns them all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            seen = len(self.received)
+            while time.monotonic() < deadline:
+                self._cond.wait(quiet)
+                if len(self.received) == seen:
+                    break
+                seen = len(self.received)
+            return list(self.received)
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode()
+            if user in self._users and self._users[user] == auth_data.password.decode():
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
