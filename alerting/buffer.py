@@ -85,15 +85,15 @@ class AlertBuffer:
         """Add one occurrence. Returns True when the publisher should wake up (something new to schedule)."""
         with self._lock:
             now = self._clock()
+            slot = self._slots.get(fingerprint)
+            if slot is not None:  # a slot still waiting: fold into it (one message per interval, not two)
+                slot.count += 1
+                slot.payload = payload  # the digest shows the latest sample
+                slot.levelno = max(slot.levelno, levelno)
+                self.coalesced_total += 1
+                return False
             last = self._hot.get(fingerprint)
             if last is not None and now - last < self.coalesce_interval:
-                slot = self._slots.get(fingerprint)
-                if slot is not None:
-                    slot.count += 1
-                    slot.payload = payload  # the digest shows the latest sample
-                    slot.levelno = max(slot.levelno, levelno)
-                    self.coalesced_total += 1
-                    return False
                 self._seq += 1
                 entry = Entry(
                     payload,

@@ -66,7 +66,7 @@ def parse_int(setting: str, value: object, *, minimum: int, maximum: int | None 
 
 
 def parse_queue(setting: str, value: object) -> str:
-    if not isinstance(value, str) or not _QUEUE_NAME.match(value):
+    if not isinstance(value, str) or not _QUEUE_NAME.fullmatch(value):
         raise ConfigError(setting, f"expected a queue name of letters, digits and _.:-, got {value!r}")
     return value
 
@@ -104,7 +104,7 @@ def parse_rate(setting: str, value: str) -> Rate | None:
     """``30/m``, ``100/h``, ``5/10s``; ``off`` (or empty) disables the limit."""
     if value.strip().lower() in ("", "off", "none", "0"):
         return None
-    match = _RATE.match(value)
+    match = _RATE.fullmatch(value)
     if not match:
         raise ConfigError(setting, f"expected a rate like 30/m, 100/h or 5/10s (or 'off'), got {value!r}")
     limit, multiple, unit = int(match.group(1)), match.group(2), match.group(3).lower()

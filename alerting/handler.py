@@ -61,7 +61,8 @@ class AlertHandler(logging.Handler):
         coalesce_interval: float = 1.0,
         ca_file: str | None = None,
     ) -> None:
-        super().__init__(level)
+        # Validate before Handler.__init__ registers us with logging: a half-built handler in logging's list
+        # would break logging.shutdown() and every later dictConfig().
         if celery_app is not None and broker_url is not None:
             raise ConfigError("broker_url", "give broker_url or celery_app, not both (celery_app has its own)")
         self.broker_url = None if celery_app is not None else resolve_broker_url(broker_url, os.environ)
@@ -73,6 +74,7 @@ class AlertHandler(logging.Handler):
             raise ConfigError("service", f"expected a string, got {type(service).__name__}")
         self.service = service[:100] if service else None
         self.ca_file = ca_file
+        super().__init__(level)
         self._celery_app = celery_app
         self._app_pid: int | None = None
         self._redactor = Redactor(secret_keys)
@@ -98,7 +100,8 @@ class AlertHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if record.levelno < self.level or self._is_ignored(record):
+            levelno = record.levelno
+            if not isinstance(levelno, int) or levelno < self.level or self._is_ignored(record):
                 return
             fp = fingerprint(record)
             payload = build(
@@ -112,7 +115,7 @@ class AlertHandler(logging.Handler):
             if capture is not None:
                 capture.append(finalize(payload, self._redactor))
                 return
-            self._publisher.submit(payload, fp, record.levelno)
+            self._publisher.submit(payload, fp, levelno)
         except RecursionError:  # as the stdlib handlers do: a recursion error is the caller's to see
             raise
         except Exception:

@@ -18,7 +18,7 @@ REDACTED = "[redacted]"
 
 
 def truncate(text: str, limit: int, *, keep_tail: bool = False) -> str:
-    """Cap ``text`` at ``limit`` characters, saying how much was cut.
+    """Cap ``text`` at ``limit`` characters, marker included, saying exactly how many were cut.
 
     ``keep_tail`` keeps a quarter from the start and the rest from the end: for tracebacks, where the
     exception itself is at the bottom.
@@ -26,11 +26,14 @@ def truncate(text: str, limit: int, *, keep_tail: bool = False) -> str:
     if len(text) <= limit:
         return text
     cut = len(text) - limit
-    mark = TRUNCATION_MARK.format(n=f"{cut + 30:,}")  # +30: room for the marker itself, roughly
-    room = max(limit - len(mark), 0)
+    for _ in range(3):  # the marker's own length depends on the number it shows; settles in one or two rounds
+        mark = TRUNCATION_MARK.format(n=f"{cut:,}")
+        room = max(limit - len(mark), 0)
+        cut = len(text) - room
+    mark = TRUNCATION_MARK.format(n=f"{cut:,}")
     if keep_tail:
         head = room // 4
-        return text[:head] + mark + text[len(text) - (room - head) :] if room > head else text[:head] + mark
+        return text[:head] + mark + text[len(text) - (room - head) :]
     return text[:room] + mark
 
 

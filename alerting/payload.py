@@ -64,7 +64,7 @@ def fingerprint(record: logging.LogRecord) -> str:
         basis = "\0".join(
             (
                 safe_str(record.name, NAME_MAX),
-                str(record.levelno),
+                str(record.levelno),  # str() of anything; odd records still fingerprint
                 safe_str(record.msg, TEMPLATE_MAX),
                 exc_type or "",
                 _source_tail(record.pathname),
@@ -90,7 +90,7 @@ def build(
         "fingerprint": fingerprint,
         "created": float(record.created),
         "level": safe_str(record.levelname, 50),
-        "levelno": int(record.levelno),
+        "levelno": record.levelno if isinstance(record.levelno, int) else 0,
         "logger": safe_str(record.name, NAME_MAX),
         "message": _message(record, template),
         "template": template,

@@ -169,9 +169,11 @@ class Publisher:
                 attempt = 0
                 continue
             self._busy = False
-            if self._closing:
-                break
-            self._back_off(backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX))
+            if self._closed or (self._closing and self.spool is not None):
+                break  # close() has given up (and saved or reported the rest), or the spool holds it all
+            delay = backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX)
+            # Closing without a spool: keep trying, briefly, until close() gives up; nothing else will save them.
+            self._back_off(min(delay, 0.2) if self._closing else delay)
             attempt += 1
         self._busy = False
 

@@ -27,7 +27,7 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 )
 
 # Payload fields holding free text written by the application (or its exceptions).
-_TEXT_FIELDS = ("message", "traceback", "stack")
+_TEXT_FIELDS = ("message", "template", "traceback", "stack")
 _STRUCTURED_FIELDS = ("extra", "context")
 
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)")
@@ -43,7 +43,8 @@ class Redactor:
         self.is_secret_key = lru_cache(maxsize=1024)(self._is_secret_key)
         self._pair: re.Pattern[str] | None = None
         if keys:
-            names = "|".join(re.escape(k) for k in keys)
+            # "api_key" also matches api-key, apikey and X-Api-Key, as key lookups fold "-" to "_".
+            names = "|".join(re.escape(k).replace("_", "[-_]?") for k in keys)
             # key: any word containing a sensitive name (db_password, X-Auth-Token, csrftoken);
             # value: a quoted string, an auth scheme and its credentials, or a run of non-separators.
             self._pair = re.compile(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from alerting.delivery import Deliverer, Events, RetryPolicy
 from alerting.render import MailConfig
-from alerting.settings import WorkerSettings
+from alerting.settings import Connections, WorkerSettings
 from alerting.smtp import SMTPSender
 from alerting.stores import StateStore, StoreConfig
 from alerting.stores.redis_store import RedisStore, connect
@@ -45,8 +45,13 @@ def store_config(settings: WorkerSettings) -> StoreConfig:
     )
 
 
-def open_store(settings: WorkerSettings) -> RedisStore:
-    return RedisStore(connect(settings.state_url, ca_file=settings.redis_ca_file), store_config(settings))
+def open_store(settings: WorkerSettings | Connections, config: StoreConfig | None = None) -> RedisStore:
+    """The shared Redis store; ``config`` defaults to the worker settings' (required with bare Connections)."""
+    if config is None:
+        if not isinstance(settings, WorkerSettings):
+            raise TypeError("open_store(Connections) needs an explicit StoreConfig")
+        config = store_config(settings)
+    return RedisStore(connect(settings.state_url, ca_file=settings.redis_ca_file), config)
 
 
 def build(settings: WorkerSettings, events: Events | None = None) -> Runtime:

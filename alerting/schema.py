@@ -102,33 +102,40 @@ def encoded_size(payload: Payload) -> int:
 
 
 def enforce_size(payload: Payload, max_bytes: int = MAX_PAYLOAD_BYTES) -> Payload:
-    """A copy of ``payload`` no larger than ``max_bytes``, cutting the largest text fields first."""
+    """A copy of ``payload`` no larger than ``max_bytes``, cutting the largest text fields first.
+
+    Messages keep their beginning, tracebacks and stacks their end (where the exception is).
+    """
     size = encoded_size(payload)
     if size <= max_bytes:
         return payload
     out = dict(payload)
-    for _ in range(12):  # each round at least halves the largest field; a few rounds always suffice
+    for name in ("extra", "context"):
+        if out.get(name) and len(json.dumps(out[name])) > max_bytes // 4:
+            out[name] = {"…": "[dropped: the alert was over the size limit]"}
+    for _ in range(12):  # each round cuts the largest field to what the budget allows; a few rounds suffice
+        size = encoded_size(out)
         if size <= max_bytes:
             return out
-        for name in ("extra", "context"):
-            if out.get(name) and len(json.dumps(out[name])) > max_bytes // 4:
-                out[name] = {"…": "[dropped: the alert was over the size limit]"}
-        name = max(_SHRINKABLE, key=lambda n: len(out.get(n) or ""))
+        name = max(_SHRINKABLE, key=lambda n: len(json.dumps(out.get(n) or "")))
         text = out.get(name) or ""
-        excess = size - max_bytes
-        # Escaped characters can take up to 12 bytes each; cut by the worst case so a round rarely repeats.
-        keep = max(min(len(text) // 2, len(text) - excess), 0)
-        out[name] = truncate(text, keep, keep_tail=name in ("traceback", "stack"))
-        size = encoded_size(out)
-    if size > max_bytes:  # pathological: many huge small fields; keep what identifies the alert
+        if not text:
+            break
+        field_bytes = len(json.dumps(text))
+        # Escaped characters take 2-12 bytes each: convert the byte budget to characters at this text's rate.
+        bytes_per_char = field_bytes / len(text)
+        budget = field_bytes - (size - max_bytes) - 100  # 100: room for the marker
+        keep = int(budget / bytes_per_char) if budget > 0 else len(text) // 2
+        out[name] = truncate(text, max(keep, 0), keep_tail=name in ("traceback", "stack"))
+    if encoded_size(out) > max_bytes:  # pathological: keep what identifies the alert
         out = {k: out[k] for k in ("v", "id", "fingerprint", "created", "level", "levelno", "logger") if k in out}
-        out["message"] = "[alert dropped to its identity: over the size limit]"
+        out["message"] = "[alert cut to its identity: over the size limit]"
     return out
 
 
 def _token(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
-    if not isinstance(value, str) or not _TOKEN.match(value):
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
         raise PayloadError(f"field {name!r} must be 1-80 characters of [A-Za-z0-9_.:-], got {value!r:.100}")
     return value
 

@@ -80,9 +80,20 @@ class WorkerSettings:
         return load(os.environ if env is None else env)
 
 
-def load(env: Mapping[str, str]) -> WorkerSettings:
+@dataclass(frozen=True)
+class Connections:
+    """Where things are: what the worker, the CLI and the status checks all need (no mail settings)."""
+
+    broker_url: str = field(repr=False)  # may hold a password
+    state_url: str = field(repr=False)
+    queue: str
+    key_prefix: str
+    redis_ca_file: str | None
+
+
+def load_connections(env: Mapping[str, str]) -> Connections:
     def get(name: str, default: str = "") -> str:
-        return env.get(name, default).strip()
+        return env.get(name, "").strip() or default  # set-but-empty means "use the default"
 
     broker_url = parse_url("ALERTING_BROKER_URL", get("ALERTING_BROKER_URL") or DEFAULT_BROKER_URL, BROKER_SCHEMES)
     state_url = get("ALERTING_STATE_URL")
@@ -94,8 +105,24 @@ def load(env: Mapping[str, str]) -> WorkerSettings:
                 "(e.g. redis://localhost:6379/1)",
             )
         state_url = broker_url
-    state_url = parse_url("ALERTING_STATE_URL", state_url, REDIS_SCHEMES)
+    key_prefix = get("ALERTING_KEY_PREFIX", "alerting")
+    if not _PREFIX.fullmatch(key_prefix):
+        raise ConfigError("ALERTING_KEY_PREFIX", f"expected 1-50 characters of [A-Za-z0-9_.:-], got {key_prefix!r}")
+    return Connections(
+        broker_url=broker_url,
+        state_url=parse_url("ALERTING_STATE_URL", state_url, REDIS_SCHEMES),
+        queue=parse_queue("ALERTING_QUEUE", get("ALERTING_QUEUE", "alerts")),
+        key_prefix=key_prefix,
+        redis_ca_file=_file("ALERTING_REDIS_CA_FILE", get("ALERTING_REDIS_CA_FILE")),
+    )
 
+
+def load(env: Mapping[str, str]) -> WorkerSettings:
+    def get(name: str, default: str = "") -> str:
+        # Set-but-empty means "use the default": a blank line in an env file must not, say, turn off TLS checks.
+        return env.get(name, "").strip() or default
+
+    conn = load_connections(env)
     smtp = _smtp(get)
     mail_to = tuple(a.strip() for a in get("ALERTING_MAIL_TO").split(",") if a.strip())
     if not mail_to:
@@ -124,16 +151,13 @@ def load(env: Mapping[str, str]) -> WorkerSettings:
         )
 
     metrics = get("ALERTING_METRICS_PORT")
-    key_prefix = get("ALERTING_KEY_PREFIX", "alerting")
-    if not _PREFIX.match(key_prefix):
-        raise ConfigError("ALERTING_KEY_PREFIX", f"expected 1-50 characters of [A-Za-z0-9_.:-], got {key_prefix!r}")
     subject_prefix = env.get("ALERTING_SUBJECT_PREFIX", "")
     if any(c in subject_prefix for c in "\r\n\x00"):
         raise ConfigError("ALERTING_SUBJECT_PREFIX", "must not contain CR, LF or NUL")
     return WorkerSettings(
-        broker_url=broker_url,
-        state_url=state_url,
-        queue=parse_queue("ALERTING_QUEUE", get("ALERTING_QUEUE", "alerts")),
+        broker_url=conn.broker_url,
+        state_url=conn.state_url,
+        queue=conn.queue,
         smtp=smtp,
         mail_from=mail_from,
         mail_to=mail_to,
@@ -150,8 +174,8 @@ def load(env: Mapping[str, str]) -> WorkerSettings:
         idempotency_ttl=parse_duration(
             "ALERTING_IDEMPOTENCY_TTL", get("ALERTING_IDEMPOTENCY_TTL", "86400"), minimum=60
         ),
-        key_prefix=key_prefix,
-        redis_ca_file=_file("ALERTING_REDIS_CA_FILE", get("ALERTING_REDIS_CA_FILE")),
+        key_prefix=conn.key_prefix,
+        redis_ca_file=conn.redis_ca_file,
         metrics_port=parse_int("ALERTING_METRICS_PORT", metrics, minimum=1, maximum=65535) if metrics else None,
         ready_file=get("ALERTING_READY_FILE") or None,
     )
@@ -213,7 +237,7 @@ def _file(setting: str, path: str) -> str | None:
 
 
 def _address(setting: str, value: str) -> str:
-    if not _ADDRESS.match(value):
+    if not _ADDRESS.fullmatch(value):
         raise ConfigError(setting, f"not a plain email address: {value!r}")
     return value
 

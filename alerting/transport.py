@@ -39,8 +39,11 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-def publisher_app(broker_url: str, *, ca_file: str | None = None) -> Celery:
-    """A minimal Celery app used only to publish alerts, with fail-fast broker settings."""
+def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: int = 1) -> Celery:
+    """A minimal Celery app used only to publish alerts, with fail-fast broker settings.
+
+    One publisher thread needs one connection (``pool_limit``); remote control (``control.ping``) needs two.
+    """
     app = Celery("alerting-publisher", broker=broker_url, set_as_current=False)
     transport_options: dict[str, Any] = {
         "socket_timeout": FAIL_FAST_TIMEOUT,
@@ -52,7 +55,7 @@ def publisher_app(broker_url: str, *, ca_file: str | None = None) -> Celery:
         broker_connection_retry=False,
         broker_connection_max_retries=0,
         broker_transport_options=transport_options,
-        broker_pool_limit=1,  # one publisher thread
+        broker_pool_limit=pool_limit,
         broker_use_ssl=broker_ssl_options(broker_url, ca_file=ca_file),
         task_serializer="json",
         accept_content=["json"],

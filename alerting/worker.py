@@ -37,8 +37,14 @@ app.conf.include = ["alerting.tasks"]
 _poller: OutboxPoller | None = None
 
 
-def _publish_item(item_id: str) -> None:
-    app.send_task(DIGEST_TASK_NAME, args=[item_id], queue=settings.queue)
+def _digest_queue(consumer: Any) -> str:
+    """Owed digests go to a queue this worker consumes: ALERTING_QUEUE if it is one of them (``-Q``), else the
+    first, so a worker started with ``-Q something-else`` still sends its digests."""
+    try:
+        names = [q.name for q in consumer.task_consumer.queues]
+    except AttributeError:
+        names = []
+    return settings.queue if settings.queue in names or not names else names[0]
 
 
 @signals.worker_process_init.connect
@@ -49,12 +55,16 @@ def _fresh_process(**_: Any) -> None:
 @signals.worker_ready.connect
 def _ready(sender: Any = None, **_: Any) -> None:
     global _poller
-    store = runtime.open_store(settings)
-    _poller = OutboxPoller(store, _publish_item, interval=settings.digest_poll_interval)
+    queue = _digest_queue(sender)
+
+    def publish(item_id: str) -> None:
+        app.send_task(DIGEST_TASK_NAME, args=[item_id], queue=queue)
+
+    _poller = OutboxPoller(runtime.open_store(settings), publish, interval=settings.digest_poll_interval)
     _poller.start()
     log.info(
-        "celery-alerting worker ready: queue %s, SMTP %s:%s (%s), throttle window %gs, rate limit %s",
-        settings.queue,
+        "celery-alerting worker ready: digests to queue %s, SMTP %s:%s (%s), throttle window %gs, rate limit %s",
+        queue,
         settings.smtp.host,
         settings.smtp.port,
         settings.smtp.security,

@@ -65,6 +65,11 @@ class MemoryStore:
         with self._lock:
             return key in self._sent
 
+    def decision(self, alert_id: str) -> str | None:
+        with self._lock:
+            verdict = self._decided.get(alert_id)
+            return verdict.value if verdict is not None else None
+
     def roll_due(self, *, now: float, limit: int = 100) -> int:
         with self._lock:
             owed = 0

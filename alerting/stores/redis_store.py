@@ -101,6 +101,11 @@ class RedisStore:
         return bool(self.client.exists(f"{self._p}:sent:{key}"))
 
     @_mapped
+    def decision(self, alert_id: str) -> str | None:
+        value = self.client.get(f"{self._p}:dec:{alert_id}")
+        return _text(value) if value is not None else None
+
+    @_mapped
     def roll_due(self, *, now: float, limit: int = 100) -> int:
         return int(self._roll(args=[self._p, repr(now), repr(self.config.window), limit]))
 

@@ -106,7 +106,10 @@ class MailSink:
             kwargs.update(tls_context=tls_context, require_starttls=True)
         if users:
             kwargs.update(
-                auth_required=True, authenticator=self._authenticate, auth_require_tls=tls_context is not None
+                auth_required=True,
+                authenticator=self._authenticate,
+                # aiosmtpd only counts STARTTLS as TLS; an implicit-TLS port is encrypted from the first byte.
+                auth_require_tls=tls_context is not None and not implicit_tls,
             )
         self._controller = _Controller(_Handler(self), hostname=host, port=port, **kwargs)
 

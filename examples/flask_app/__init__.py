@@ -1,0 +1,1 @@
+"""The Flask example: ``flask --app examples.flask_app.app run``."""

@@ -1,0 +1,246 @@
+"""alerting.buffer.AlertBuffer on a fake clock: first occurrences go at once, repeats coalesce into counted
+slots, a full buffer gives way least-severe-oldest first and reports every drop on the next message out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerting.buffer import AlertBuffer, Entry
+from tests.unit.factories import FakeClock
+
+CRITICAL, ERROR, WARNING = logging.CRITICAL, logging.ERROR, logging.WARNING
+
+
+def p(name: str, created: float = 0.0) -> dict[str, Any]:
+    return {"name": name, "created": created}
+
+
+def names(entries: list[Entry]) -> list[str]:
+    return [e.payload["name"] for e in entries]
+
+
+def make(capacity: int = 100, interval: float = 1.0) -> tuple[AlertBuffer, FakeClock]:
+    clock = FakeClock(100.0)
+    return AlertBuffer(capacity, interval, clock=clock), clock
+
+
+# -- coalescing --------------------------------------------------------------------------------------------
+def test_first_occurrence_is_ready_at_once() -> None:
+    buf, _ = make()
+    assert buf.put(p("a1"), "A", CRITICAL) is True
+    taken = buf.take(10)
+    assert names(taken) == ["a1"]
+    assert taken[0].count == 1
+    assert len(buf) == 0
+
+
+def test_different_fingerprints_are_each_ready_at_once() -> None:
+    buf, _ = make()
+    for fp in "ABC":
+        buf.put(p(fp), fp, CRITICAL)
+    assert names(buf.take(10)) == ["A", "B", "C"]
+
+
+def test_repeats_within_the_interval_fold_into_one_slot_ready_one_interval_later() -> None:
+    buf, clock = make(interval=1.0)
+    buf.put(p("a1", 100.0), "A", CRITICAL)
+    assert names(buf.take(10)) == ["a1"]
+
+    clock.now = 100.1
+    assert buf.put(p("a2", 100.1), "A", CRITICAL) is True  # a new slot: the publisher must schedule it
+    clock.now = 100.5
+    assert buf.put(p("a3", 100.5), "A", CRITICAL) is False  # folded into the slot: nothing new to schedule
+    clock.now = 100.9
+    buf.put(p("a4", 100.9), "A", CRITICAL)
+
+    assert buf.take(10) == []  # not due yet
+    assert buf.next_due() == 101.0
+    clock.now = 101.0
+    (slot,) = buf.take(10)
+    assert slot.count == 3
+    assert slot.payload["name"] == "a4"  # the latest sample
+    assert slot.first_created == 100.1  # when the earliest folded occurrence was logged
+    assert len(buf) == 0
+
+
+def test_take_everything_ignores_slot_due_times() -> None:
+    buf, clock = make()
+    buf.put(p("a1"), "A", CRITICAL)
+    clock.advance(0.1)
+    buf.put(p("a2"), "A", CRITICAL)
+    assert names(buf.take(10, everything=True)) == ["a1", "a2"]
+
+
+def test_an_occurrence_after_the_interval_is_a_first_occurrence_again() -> None:
+    buf, clock = make(interval=1.0)
+    buf.put(p("a1"), "A", CRITICAL)
+    buf.take(10)
+    clock.advance(1.0)
+    buf.put(p("a2"), "A", CRITICAL)
+    assert names(buf.take(10)) == ["a2"]
+
+
+def test_a_hot_loop_costs_a_handful_of_messages_and_the_counts_add_up() -> None:
+    buf, clock = make(interval=1.0)
+    taken: list[Entry] = []
+    for i in range(10_000):
+        clock.now = 100.0 + i * 0.001  # 10 s of logging, 1000 records a second
+        buf.put(p(f"n{i}", clock.now), "HOT", CRITICAL)
+        taken += buf.take(100)
+    taken += buf.take(100, everything=True)
+    assert sum(e.count for e in taken) == 10_000
+    assert len(taken) <= 2 * 10 + 2  # at most a first occurrence and a repeat slot per coalescing interval
+
+
+# -- capacity and drops ------------------------------------------------------------------------------------
+def test_full_buffer_evicts_the_least_severe_entry() -> None:
+    buf, _ = make(capacity=3)
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("e1"), "E1", ERROR)
+    buf.put(p("c2"), "C2", CRITICAL)
+    buf.put(p("c3"), "C3", CRITICAL)
+    taken = buf.take(10)
+    assert names(taken) == ["c1", "c2", "c3"]
+    assert taken[0].payload["dropped"] == {"total": 1, "by_fingerprint": {"E1": 1}}
+    assert buf.dropped_total == 1
+
+
+def test_full_buffer_of_one_severity_evicts_the_oldest() -> None:
+    buf, _ = make(capacity=2)
+    for name in ("c1", "c2", "c3"):
+        buf.put(p(name), name.upper(), CRITICAL)
+    taken = buf.take(10)
+    assert names(taken) == ["c2", "c3"]
+    assert taken[0].payload["dropped"] == {"total": 1, "by_fingerprint": {"C1": 1}}
+
+
+def test_a_newcomer_less_severe_than_everything_held_is_the_one_dropped() -> None:
+    buf, _ = make(capacity=2)
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("c2"), "C2", CRITICAL)
+    buf.put(p("w1"), "W1", WARNING)
+    taken = buf.take(10)
+    assert names(taken) == ["c1", "c2"]
+    assert taken[0].payload["dropped"] == {"total": 1, "by_fingerprint": {"W1": 1}}
+
+
+def test_an_evicted_repeat_slot_counts_all_the_occurrences_it_held() -> None:
+    buf, clock = make(capacity=2)
+    buf.put(p("e1"), "E", ERROR)
+    buf.take(10)
+    for _ in range(5):
+        clock.advance(0.01)
+        buf.put(p("e-repeat"), "E", ERROR)  # one slot standing for 5 occurrences
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("c2"), "C2", CRITICAL)  # full: the ERROR slot gives way
+    taken = buf.take(10, everything=True)
+    assert names(taken) == ["c1", "c2"]
+    assert taken[0].payload["dropped"] == {"total": 5, "by_fingerprint": {"E": 5}}
+
+
+def test_the_drop_report_rides_on_the_next_message_only() -> None:
+    buf, _ = make(capacity=1)
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("c2"), "C2", CRITICAL)
+    assert buf.drop_report() == {"total": 1, "by_fingerprint": {"C1": 1}}
+    (first,) = buf.take(10)
+    assert first.payload["dropped"]["total"] == 1
+    assert buf.drop_report() is None
+    buf.put(p("c3"), "C3", CRITICAL)
+    (second,) = buf.take(10)
+    assert "dropped" not in second.payload
+
+
+def test_drop_report_carried_by_an_evicted_entry_is_not_lost() -> None:
+    buf, _ = make(capacity=1)
+    buf.put(p("e1"), "E1", ERROR)
+    buf.put(p("c2"), "C2", CRITICAL)  # E1 dropped
+    taken = buf.take(10)
+    assert taken[0].payload["dropped"] == {"total": 1, "by_fingerprint": {"E1": 1}}
+    buf.put_back(taken)  # the publish failed
+    buf.put(p("c3"), "C3", CRITICAL)  # full again: C2 (older, same level) gives way, with the report it carried
+    (out,) = buf.take(10)
+    assert out.payload["name"] == "c3"
+    assert out.payload["dropped"] == {"total": 2, "by_fingerprint": {"E1": 1, "C2": 1}}
+
+
+def test_a_put_back_entry_keeps_its_report_and_new_drops_are_added_to_it() -> None:
+    buf, _ = make(capacity=2)
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("c2"), "C2", CRITICAL)
+    buf.put(p("c3"), "C3", CRITICAL)  # C1 dropped
+    taken = buf.take(1)
+    assert names(taken) == ["c2"]
+    buf.put_back(taken)
+    (again,) = buf.take(1)
+    assert again.payload["dropped"] == {"total": 1, "by_fingerprint": {"C1": 1}}  # not counted twice
+    buf.put_back([again])
+    buf.put(p("c4"), "C4", CRITICAL)  # full: C2 gives way (oldest), carrying the C1 report
+    buf.record_drops({"SPOOL": 2})  # drops downstream are reported the same way
+    taken = buf.take(10)
+    assert names(taken) == ["c3", "c4"]
+    assert taken[0].payload["dropped"] == {"total": 4, "by_fingerprint": {"C1": 1, "C2": 1, "SPOOL": 2}}
+
+
+def test_put_back_returns_entries_to_the_front_in_their_original_order() -> None:
+    buf, _ = make()
+    for name in ("a", "b", "c"):
+        buf.put(p(name), name, CRITICAL)
+    taken = buf.take(10)
+    buf.put(p("d"), "d", CRITICAL)
+    buf.put_back([taken[2], taken[0], taken[1]])
+    assert names(buf.take(10)) == ["a", "b", "c", "d"]
+
+
+def test_put_back_makes_a_repeat_slot_ready_at_once() -> None:
+    buf, clock = make()
+    buf.put(p("a1"), "A", CRITICAL)
+    buf.take(10)
+    clock.advance(0.1)
+    buf.put(p("a2"), "A", CRITICAL)
+    clock.advance(1.0)
+    (slot,) = buf.take(10)
+    buf.put_back([slot])
+    (again,) = buf.take(10)
+    assert again is slot
+
+
+# -- the accounting holds for any sequence -----------------------------------------------------------------
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "put", "put", "take", "fail"]),
+        st.sampled_from(["A", "B", "C", "D"]),
+        st.sampled_from([WARNING, ERROR, CRITICAL]),
+        st.floats(min_value=0.0, max_value=0.8),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=_steps, capacity=st.integers(min_value=1, max_value=4))
+def test_every_occurrence_is_either_delivered_or_reported_as_dropped(
+    steps: list[tuple[str, str, int, float]], capacity: int
+) -> None:
+    buf, clock = make(capacity=capacity)
+    puts = 0
+    delivered: list[Entry] = []
+    for action, fp, level, dt in steps:
+        clock.advance(dt)
+        if action == "put":
+            buf.put(p(fp, clock.now), fp, level)
+            puts += 1
+        elif action == "take":
+            delivered += buf.take(2)
+        else:  # a failed publish: taken, then put back
+            buf.put_back(buf.take(2))
+    delivered += buf.take(1 << 30, everything=True)
+    reported = sum(e.payload["dropped"]["total"] for e in delivered if "dropped" in e.payload)
+    leftover = buf.drop_report()
+    reported += leftover["total"] if leftover else 0
+    assert sum(e.count for e in delivered) + reported == puts
+    assert reported == buf.dropped_total

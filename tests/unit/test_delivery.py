@@ -1,0 +1,273 @@
+"""alerting.delivery.Deliverer with the in-memory store, a recording fake sender and a fixed clock: every
+message ends sent, suppressed, retried with growing backoff, or visible in the dead letters."""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from alerting.config import Rate
+from alerting.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.render import MailConfig
+from alerting.smtp import classify
+from alerting.stores import StoreConfig
+from alerting.stores.memory import MemoryStore
+from tests.unit.factories import FakeClock, make_payload
+
+MAIL = MailConfig(mail_from="alerts@example.com", mail_to=("ops@example.com",))
+WINDOW = 300.0
+
+
+class RecordingSender:
+    """Records every message it is asked to send; fails with the scripted errors first, in order."""
+
+    def __init__(self, *failures: BaseException) -> None:
+        self.failures = list(failures)
+        self.attempts = 0
+        self.sent: list[EmailMessage] = []
+
+    def send(self, msg: EmailMessage) -> None:
+        self.attempts += 1
+        if self.failures:
+            # As SMTPSender does: smtplib's exceptions reach the deliverer already classified.
+            raise classify(self.failures.pop(0))
+        self.sent.append(msg)
+
+    @property
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.sent]
+
+
+class Setup:
+    def __init__(
+        self,
+        sender: RecordingSender,
+        *,
+        window: float = WINDOW,
+        max_retries: int = 3,
+        rate: Rate | None = None,
+    ) -> None:
+        self.clock = FakeClock(1_700_000_000.0)
+        self.sender = sender
+        self.store = MemoryStore(StoreConfig(window=window, rate=rate, lease=60.0, ttl=86_400.0))
+        self.deliverer = Deliverer(
+            store=self.store,
+            sender=sender,
+            mail=MAIL,
+            retry=RetryPolicy(max_retries=max_retries, backoff=2.0, backoff_max=300.0),
+            rate=rate,
+            clock=self.clock,
+            rand=lambda: 0.5,
+        )
+
+    def deliver(self, raw: object, attempt: int = 0) -> Outcome:
+        return self.deliverer.deliver(raw, attempt=attempt)
+
+    def dead(self) -> list[dict[str, Any]]:
+        return self.store.dead_letters()
+
+
+def payload(**overrides: Any) -> dict[str, Any]:
+    overrides.setdefault("created", 1_700_000_000.0)
+    return make_payload(**overrides)
+
+
+# -- sending and retrying ----------------------------------------------------------------------------------
+def test_an_alert_is_rendered_and_sent_once() -> None:
+    s = Setup(RecordingSender())
+    outcome = s.deliver(payload(message="card declined"))
+    assert outcome.status == "sent"
+    assert s.sender.subjects == ["[CRITICAL] app.payments: card declined"]
+    assert s.dead() == []
+
+
+def test_a_transient_451_is_retried_with_growing_backoff_then_sent_once() -> None:
+    sender = RecordingSender(
+        smtplib.SMTPDataError(451, b"4.3.0 try again later"),
+        smtplib.SMTPDataError(451, b"4.3.0 try again later"),
+    )
+    s = Setup(sender)
+    raw = payload()
+
+    first = s.deliver(raw, attempt=0)
+    second = s.deliver(raw, attempt=1)
+    third = s.deliver(raw, attempt=2)
+
+    assert [first.status, second.status, third.status] == ["retry", "retry", "sent"]
+    assert first.retry_in is not None
+    assert second.retry_in is not None
+    assert 0 < first.retry_in < second.retry_in
+    assert "451" in first.reason
+    assert sender.attempts == 3
+    assert len(sender.sent) == 1
+    assert s.dead() == []
+
+
+def test_a_permanent_error_goes_to_the_dead_letters_after_one_attempt() -> None:
+    sender = RecordingSender(smtplib.SMTPDataError(550, b"5.7.1 message rejected as spam"))
+    s = Setup(sender)
+    raw = payload()
+    outcome = s.deliver(raw)
+    assert outcome.status == "dead"
+    assert sender.attempts == 1
+    assert sender.sent == []
+    (letter,) = s.dead()
+    assert letter["id"] == raw["id"]
+    assert letter["attempts"] == 1
+    assert letter["error"] == "smtp-550"
+    assert "550" in letter["reason"]
+    assert "rejected as spam" in letter["reason"]
+    assert letter["payload"] == raw  # kept whole, so it can be replayed
+
+
+def test_a_transient_error_that_outlasts_max_retries_is_dead_lettered_saying_how_many_attempts() -> None:
+    sender = RecordingSender(*[smtplib.SMTPServerDisconnected("Connection unexpectedly closed")] * 10)
+    s = Setup(sender, max_retries=2)
+    raw = payload()
+    outcomes = [s.deliver(raw, attempt=n).status for n in range(3)]
+    assert outcomes == ["retry", "retry", "dead"]
+    assert sender.sent == []
+    (letter,) = s.dead()
+    assert letter["attempts"] == 3
+    assert "3 attempts" in letter["reason"]
+    assert letter["error"] == "disconnected"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        payload(v=99),
+        {"hello": "world"},
+        "not a dict",
+        ["a", "list"],
+        payload(id="../../etc/passwd"),
+        payload(levelno="CRITICAL"),
+    ],
+    ids=["unknown-version", "no-version", "string", "list", "unsafe-id", "bad-levelno"],
+)
+def test_an_invalid_payload_is_dead_lettered_without_sending(raw: object) -> None:
+    s = Setup(RecordingSender())
+    outcome = s.deliver(raw)
+    assert outcome.status == "dead"
+    assert s.sender.attempts == 0
+    (letter,) = s.dead()
+    assert letter["kind"] == "invalid"
+    assert letter["error"] == "invalid"
+    assert "invalid payload" in letter["reason"]
+    assert letter["payload"] == raw
+
+
+def test_an_unknown_version_is_named_in_the_dead_letter() -> None:
+    s = Setup(RecordingSender())
+    s.deliver(payload(v=2))
+    assert "unsupported payload version 2" in s.dead()[0]["reason"]
+
+
+def test_a_payload_that_is_not_json_is_kept_as_its_repr() -> None:
+    s = Setup(RecordingSender())
+    s.deliver({"v": 1, "id": object()})
+    (letter,) = s.dead()
+    assert isinstance(letter["payload"], str)
+    assert "object" in letter["payload"]
+
+
+# -- idempotency -------------------------------------------------------------------------------------------
+def test_a_redelivered_alert_is_not_mailed_twice() -> None:
+    s = Setup(RecordingSender())
+    raw = payload()
+    assert s.deliver(raw).status == "sent"
+    assert s.deliver(dict(raw)).status == "duplicate"
+    assert len(s.sender.sent) == 1
+
+
+def test_a_redelivery_with_throttling_off_is_still_not_mailed_twice() -> None:
+    s = Setup(RecordingSender(), window=0)
+    raw = payload()
+    assert s.deliver(raw).status == "sent"
+    assert s.deliver(raw).status == "duplicate"
+    assert len(s.sender.sent) == 1
+
+
+# -- throttling and digests --------------------------------------------------------------------------------
+def test_a_second_occurrence_inside_the_window_is_suppressed() -> None:
+    s = Setup(RecordingSender())
+    assert s.deliver(payload(message="card declined for order 1")).status == "sent"
+    s.clock.advance(10)
+    assert s.deliver(payload(message="card declined for order 2", created=s.clock.now)).status == "suppressed"
+    assert len(s.sender.sent) == 1
+
+
+def test_a_different_fingerprint_is_not_suppressed() -> None:
+    s = Setup(RecordingSender())
+    assert s.deliver(payload(fingerprint="fp-one")).status == "sent"
+    assert s.deliver(payload(fingerprint="fp-two")).status == "sent"
+    assert len(s.sender.sent) == 2
+
+
+def test_suppressed_repeats_are_mailed_as_one_digest_at_the_window_end() -> None:
+    s = Setup(RecordingSender())
+    s.deliver(payload(message="card declined for order 1"))
+    for n in (2, 3, 4):
+        s.clock.advance(30)
+        assert s.deliver(payload(message=f"card declined for order {n}", created=s.clock.now)).status == "suppressed"
+
+    s.clock.now = 1_700_000_000.0 + WINDOW
+    assert s.store.roll_due(now=s.clock.now) == 1
+    (item,) = s.store.lease_outbox(now=s.clock.now)
+    outcome = s.deliverer.send_item(item.item_id, attempt=0)
+
+    assert outcome.status == "sent"
+    assert len(s.sender.sent) == 2
+    digest = s.sender.sent[1]
+    assert "(3 more in 5 min)" in str(digest["Subject"])
+    body = digest.get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "3 more occurrences" in text
+    assert "card declined for order 4" in text  # the latest sample in full
+    assert s.store.load_item(item.item_id) is None  # completed
+    assert s.deliverer.send_item(item.item_id, attempt=0).status == "duplicate"
+    assert len(s.sender.sent) == 2
+
+
+def test_a_digest_that_fails_transiently_is_retried_and_not_lost() -> None:
+    sender = RecordingSender()
+    s = Setup(sender)
+    s.deliver(payload())
+    s.clock.advance(5)
+    s.deliver(payload(created=s.clock.now))
+    s.clock.advance(WINDOW)
+    s.store.roll_due(now=s.clock.now)
+    (item,) = s.store.lease_outbox(now=s.clock.now)
+    sender.failures.append(smtplib.SMTPDataError(451, b"later"))
+    assert s.deliverer.send_item(item.item_id, attempt=0).status == "retry"
+    assert s.store.load_item(item.item_id) is not None
+    assert s.deliverer.send_item(item.item_id, attempt=1).status == "sent"
+    assert len(sender.sent) == 2
+
+
+def test_an_alert_over_the_rate_limit_is_folded_into_a_summary() -> None:
+    s = Setup(RecordingSender(), rate=Rate(1, 60.0))
+    assert s.deliver(payload(fingerprint="fp-one", message="first problem")).status == "sent"
+    assert s.deliver(payload(fingerprint="fp-two", message="second problem")).status == "folded"
+    assert len(s.sender.sent) == 1
+
+    s.clock.advance(60)
+    (item,) = s.store.lease_outbox(now=s.clock.now)
+    assert s.deliverer.send_item(item.item_id, attempt=0).status == "sent"
+    summary = s.sender.sent[1]
+    assert "1 alert held back by the rate limit (1/m)" in str(summary["Subject"])
+    body = summary.get_body(("plain",))
+    assert body is not None
+    assert "[CRITICAL] app.payments: second problem" in body.get_content()
+
+
+def test_an_unexpected_sender_error_ends_in_the_dead_letters_when_retries_run_out() -> None:
+    s = Setup(RecordingSender(RuntimeError("bug in a plugin")), max_retries=0)
+    assert s.deliver(payload()).status == "dead"
+    (letter,) = s.dead()
+    assert letter["error"] == "unexpected"
+    assert "bug in a plugin" in letter["reason"]
