@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -322,6 +323,7 @@ def finalize(payload: Payload, redactor: Redactor, *, count: int = 1, first_crea
     Done in the publisher thread (off the logging thread), before the payload is published or spooled.
     """
     out = redactor.payload(payload)
+    out.setdefault("id", uuid.uuid4().hex)
     out["count"] = count
     if count > 1 and first_created is not None:
         out["first_created"] = first_created

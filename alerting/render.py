@@ -78,7 +78,9 @@ def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> Emai
         "The latest one follows in full."
     )
     sections = [("Occurrences", str(count)), *_alert_sections(sample)]
-    return _message(mail, subject, intro, sample.message, sections, sample)
+    msg = _message(mail, subject, intro, sample.message, sections, sample)
+    msg["X-Alerting-Digest-Count"] = str(count)  # for mail filters (and tests): occurrences this digest reports
+    return msg
 
 
 def render_summary(body: dict[str, Any], mail: MailConfig, rate: str) -> EmailMessage:

@@ -11,10 +11,12 @@ import uuid
 from typing import Any
 
 from alerting.payload import Payload, build, fingerprint
+from alerting.publisher import finalize
 from alerting.redact import Redactor
 
 #: The secret-key rule the handler uses by default.
-IS_SECRET_KEY = Redactor().is_secret_key
+REDACTOR = Redactor()
+IS_SECRET_KEY = REDACTOR.is_secret_key
 
 
 class FakeClock:
@@ -58,7 +60,9 @@ def record_with_exception(exc: BaseException, **kwargs: Any) -> logging.LogRecor
 
 
 def build_payload(record: logging.LogRecord, *, service: str | None = "shop", **kwargs: Any) -> Payload:
-    return build(record, fingerprint=fingerprint(record), service=service, is_secret_key=IS_SECRET_KEY, **kwargs)
+    """The payload as it leaves the application: built in the logging thread, finalized by the publisher."""
+    raw = build(record, fingerprint=fingerprint(record), service=service, is_secret_key=IS_SECRET_KEY, **kwargs)
+    return finalize(raw, REDACTOR)
 
 
 def make_payload(**overrides: Any) -> Payload:
