@@ -19,7 +19,7 @@ from alerting.payload import Payload, build, fingerprint
 from alerting.publisher import Publisher, finalize
 from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
 from alerting.spool import Spool
-from alerting.transport import CeleryTransport, Transport, publisher_app
+from alerting.transport import CeleryTransport, Transport, preload, publisher_app
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -86,6 +86,7 @@ class AlertHandler(logging.Handler):
             redactor=self._redactor,
             spool=spool,
         )
+        preload(self.broker_url or "" if celery_app is None else str(celery_app.conf.broker_url or ""))
         if spool is not None and os.path.exists(spool.path) and os.path.getsize(spool.path) > 0:
             self._publisher.start()  # a previous process left alerts behind: replay them now
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from alerting.payload import Payload
@@ -46,12 +46,14 @@ class Spool:
         max_age: float = 7 * 24 * 3600.0,
         lease: float = 30.0,
         busy_timeout: float = 2.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = os.fspath(path)
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.lease = lease
         self.busy_timeout = busy_timeout
+        self._clock = clock
         self._owner = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -62,7 +64,7 @@ class Spool:
         """Store payloads; returns what the caps pushed out, as {fingerprint: count}."""
         if not payloads:
             return {}
-        now = time.time()
+        now = self._clock()
         rows = [(now, str(p.get("fingerprint", "")), json.dumps(p, separators=(",", ":"))) for p in payloads]
         with self._lock, self._transaction() as conn:
             conn.executemany("INSERT INTO spool (spooled_at, fingerprint, body) VALUES (?, ?, ?)", rows)
@@ -95,7 +97,7 @@ class Spool:
     # -- replaying -------------------------------------------------------------------------------------
     def claim(self, limit: int) -> list[SpooledAlert]:
         """Up to ``limit`` unclaimed rows, oldest first, leased to this process."""
-        now = time.time()
+        now = self._clock()
         with self._lock, self._transaction() as conn:
             rows = conn.execute(
                 "SELECT id, body FROM spool WHERE claimed_until IS NULL OR claimed_until < ? ORDER BY id LIMIT ?",

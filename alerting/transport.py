@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from celery import Celery
+from kombu import Connection
 
 from alerting.payload import Payload
 from alerting.tls import broker_ssl_options
@@ -37,6 +38,16 @@ class Transport(Protocol):
     def publish_many(self, payloads: Sequence[Payload]) -> int: ...
 
     def close(self) -> None: ...
+
+
+def preload(broker_url: str) -> None:
+    """Import the broker's transport (kombu's, and redis-py or py-amqp) now, without connecting.
+
+    The publisher imports it lazily on its first publish, and that can be during interpreter exit, exactly when
+    the last alerts must go out; by then an import that registers an exit hook (redis-py's does, via
+    concurrent.futures) fails with "can't register atexit after shutdown".
+    """
+    Connection(broker_url)  # resolves the transport class; connecting is lazy
 
 
 def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: int = 1) -> Celery:

@@ -53,6 +53,11 @@ class _Handler:
         sink.attempts += 1
         if sink.delay:
             await asyncio.sleep(sink.delay)
+            transport = getattr(server, "transport", None)
+            if transport is None or transport.is_closing():
+                # The client went away before our reply: a real MTA does not deliver such a message (RFC 5321 §4.1.1.4).
+                sink.aborted += 1
+                return "421 4.4.2 Connection lost before the reply"
         with sink._cond:
             if sink._failures:
                 return sink._failures.popleft()
@@ -95,6 +100,7 @@ class MailSink:
         self.delay = delay
         self.received: list[Received] = []
         self.attempts = 0  # DATA commands seen, accepted or not
+        self.aborted = 0  # messages whose sender disconnected before the reply (not delivered)
         self._cond = threading.Condition()
         self._failures: deque[str] = deque()
         self._reject: str | None = None

@@ -1,0 +1,1 @@
+"""A minimal Django project whose /boom/ view raises: ``alerting.contrib.django`` turns that into an alert email."""

@@ -1,0 +1,291 @@
+"""One contract suite for every state store: the in-memory one (the pure policy under a lock) and Redis (the
+same rules in Lua). Whatever the memory store does on a fixed clock, Redis must do too."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alerting.config import Rate
+from alerting.stores import Occurrence, OutboxItem, StateStore, StoreConfig
+from alerting.stores.memory import MemoryStore
+from alerting.stores.redis_store import RedisStore, connect
+from alerting.throttle import Verdict
+
+T0 = 1_700_000_000.0
+WINDOW = 60.0
+
+
+def config(**overrides: Any) -> StoreConfig:
+    values: dict[str, Any] = {"window": WINDOW, "rate": None, "lease": 30.0, "ttl": 3600.0, "prefix": "t"}
+    return StoreConfig(**{**values, **overrides})
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Callable[..., StateStore]]:
+    clients: list[redis.Redis] = []
+
+    def make(**overrides: Any) -> StateStore:
+        if request.param == "memory":
+            return MemoryStore(config(**overrides))
+        client = connect(redis_url)
+        clients.append(client)
+        return RedisStore(client, config(**overrides))
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+_ids = iter(range(10**9))
+
+
+def occ(
+    fp: str = "fp-a", *, count: int = 1, at: float = T0, alert_id: str | None = None, subject: str = ""
+) -> Occurrence:
+    sample = json.dumps({"fingerprint": fp, "created": at, "n": next(_ids)})
+    return Occurrence(
+        alert_id=alert_id or f"id{next(_ids)}",
+        fingerprint=fp,
+        count=count,
+        first_seen=at,
+        last_seen=at,
+        sample=sample,
+        subject=subject or f"[CRITICAL] app: {fp}",
+    )
+
+
+def test_first_occurrence_is_sent_and_repeats_are_suppressed(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    assert store.admit(occ("fp-a"), now=T0) is Verdict.SEND
+    assert store.admit(occ("fp-a", at=T0 + 1), now=T0 + 1) is Verdict.SUPPRESS
+    assert store.admit(occ("fp-b", at=T0 + 2), now=T0 + 2) is Verdict.SEND  # another problem is not throttled
+
+
+def test_a_redelivered_alert_gets_its_first_verdict_and_is_not_counted_twice(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store()
+    first = occ(alert_id="first")
+    repeat = occ(at=T0 + 1, alert_id="repeat")
+    assert store.admit(first, now=T0) is Verdict.SEND
+    assert store.admit(repeat, now=T0 + 1) is Verdict.SUPPRESS
+    assert store.admit(first, now=T0 + 2) is Verdict.SEND  # redelivery of the first: still "send", not a repeat
+    assert store.admit(repeat, now=T0 + 3) is Verdict.SUPPRESS
+    store.roll_due(now=T0 + WINDOW)
+    (item,) = store.lease_outbox(now=T0 + WINDOW)
+    assert item.body["count"] == 1
+
+
+def test_an_alert_already_sent_is_a_duplicate(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    alert = occ(alert_id="mailed")
+    assert store.admit(alert, now=T0) is Verdict.SEND
+    store.mark_sent("mailed")
+    assert store.is_sent("mailed")
+    assert store.admit(alert, now=T0 + 1) is Verdict.DUPLICATE
+
+
+def test_window_end_owes_one_digest_with_count_times_and_latest_sample(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    store.admit(occ(at=T0), now=T0)
+    latest = None
+    for i in range(1, 6):
+        latest = occ(at=T0 + i, count=2)
+        store.admit(latest, now=T0 + i)
+    assert store.roll_due(now=T0 + WINDOW - 1) == 0  # not yet
+    assert store.lease_outbox(now=T0 + WINDOW - 1) == []
+    assert store.roll_due(now=T0 + WINDOW) == 1
+    (item,) = store.lease_outbox(now=T0 + WINDOW)
+    assert item.kind == "digest"
+    assert item.body["count"] == 10
+    assert item.body["first"] == T0 + 1
+    assert item.body["last"] == T0 + 5
+    assert latest is not None
+    assert item.body["sample"] == latest.sample
+    assert item.body["window_start"] == T0
+    assert item.body["window_end"] == T0 + WINDOW
+
+
+def test_a_storm_that_goes_on_gets_one_digest_per_window_and_a_quiet_window_ends_silently(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store()
+    assert store.admit(occ(at=T0), now=T0) is Verdict.SEND
+    store.admit(occ(at=T0 + 10), now=T0 + 10)
+    assert store.roll_due(now=T0 + WINDOW) == 1  # digest 1, next window opens at once
+    assert store.admit(occ(at=T0 + WINDOW + 5), now=T0 + WINDOW + 5) is Verdict.SUPPRESS  # not a new "first"
+    assert store.roll_due(now=T0 + 2 * WINDOW) == 1  # digest 2
+    assert store.roll_due(now=T0 + 3 * WINDOW) == 0  # quiet window: closes, no mail
+    assert store.status(now=T0 + 3 * WINDOW).open_windows == 0
+    assert store.admit(occ(at=T0 + 3 * WINDOW + 1), now=T0 + 3 * WINDOW + 1) is Verdict.SEND  # a new incident
+    items = store.lease_outbox(now=T0 + 3 * WINDOW + 1)
+    assert [i.body["count"] for i in items] == [1, 1]
+
+
+def test_a_coalesced_first_message_opens_the_window_with_its_repeats(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    assert store.admit(occ(count=5), now=T0) is Verdict.SEND
+    store.roll_due(now=T0 + WINDOW)
+    (item,) = store.lease_outbox(now=T0 + WINDOW)
+    assert item.body["count"] == 4
+
+
+def test_window_zero_turns_throttling_off(make_store: Callable[..., StateStore]) -> None:
+    store = make_store(window=0.0)
+    assert [store.admit(occ(at=T0 + i), now=T0 + i) for i in range(3)] == [Verdict.SEND] * 3
+    assert store.status(now=T0).open_windows == 0
+
+
+def test_rate_limit_folds_overflow_into_one_summary_sent_when_a_token_is_back(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store(rate=Rate(2, 60.0))  # one token every 30 s
+    verdicts = [store.admit(occ(f"fp-{i}", subject=f"problem {i}"), now=T0) for i in range(5)]
+    assert verdicts == [Verdict.SEND, Verdict.SEND, Verdict.FOLD, Verdict.FOLD, Verdict.FOLD]
+    assert store.status(now=T0).folded == 3
+    assert store.lease_outbox(now=T0 + 1) == []  # no token yet
+    # A new alert does not jump the queue: the waiting summary gets the next token.
+    assert store.admit(occ("fp-late", subject="late problem"), now=T0 + 31) is Verdict.FOLD
+    (summary,) = store.lease_outbox(now=T0 + 31)
+    assert summary.kind == "summary"
+    listed = {e["subject"]: e["count"] for e in summary.body["entries"]}
+    assert listed == {"problem 2": 1, "problem 3": 1, "problem 4": 1, "late problem": 1}
+    assert store.status(now=T0 + 31).folded == 0
+
+
+def test_a_lease_that_is_not_completed_comes_back_and_a_completed_one_does_not(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store()
+    store.admit(occ(at=T0), now=T0)
+    store.admit(occ(at=T0 + 1), now=T0 + 1)
+    store.roll_due(now=T0 + WINDOW)
+    (item,) = store.lease_outbox(now=T0 + WINDOW)
+    assert store.lease_outbox(now=T0 + WINDOW + 29) == []  # leased to the first taker
+    (again,) = store.lease_outbox(now=T0 + WINDOW + 31)  # the taker died: another worker gets it
+    assert again.item_id == item.item_id
+    store.complete(item.item_id)
+    assert store.is_sent(item.item_id)
+    assert store.load_item(item.item_id) is None
+    assert store.lease_outbox(now=T0 + WINDOW + 100) == []
+
+
+def test_a_restored_item_is_leased_again(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    store.admit(occ(at=T0), now=T0)
+    store.admit(occ(at=T0 + 1), now=T0 + 1)
+    store.roll_due(now=T0 + WINDOW)
+    (item,) = store.lease_outbox(now=T0 + WINDOW)
+    store.complete(item.item_id)
+    store.restore_item(OutboxItem(item.item_id, item.body), now=T0 + 100)
+    (back,) = store.lease_outbox(now=T0 + 100)
+    assert back.item_id == item.item_id
+    assert back.body["count"] == item.body["count"]
+
+
+def test_dead_letters_are_kept_newest_first_and_can_be_removed_or_purged(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store()
+    for i in range(3):
+        store.dead_letter({"id": f"a{i}", "reason": "550"})
+    assert [d["id"] for d in store.dead_letters()] == ["a2", "a1", "a0"]
+    assert store.remove_dead_letter({"id": "a1", "reason": "550"})
+    assert not store.remove_dead_letter({"id": "a1", "reason": "550"})
+    assert store.status(now=T0).dead_letters == 2
+    assert store.purge_dead_letters() == 2
+    assert store.dead_letters() == []
+
+
+def test_status_counts_windows_owed_digests_and_folded_alerts(make_store: Callable[..., StateStore]) -> None:
+    store = make_store(rate=Rate(1, 3600.0))
+    store.admit(occ("fp-a"), now=T0)
+    store.admit(occ("fp-a", at=T0 + 1), now=T0 + 1)  # owes a digest
+    store.admit(occ("fp-b"), now=T0 + 2)  # folded: no token left
+    status = store.status(now=T0 + 2)
+    assert (status.open_windows, status.owed_digests, status.folded) == (2, 1, 1)
+
+
+def test_concurrent_admissions_of_one_fingerprint_send_exactly_once(make_store: Callable[..., StateStore]) -> None:
+    first = make_store()
+    # Redis: four clients on one database, as four workers would have. Memory: one store shared by four threads.
+    stores = [first, *(make_store() for _ in range(3))] if isinstance(first, RedisStore) else [first] * 4
+    verdicts: list[Verdict] = []
+    lock = threading.Lock()
+
+    def worker(store: StateStore, n: int) -> None:
+        for i in range(50):
+            v = store.admit(occ("storm", at=T0 + i, alert_id=f"w{n}-{i}"), now=T0 + i * 0.01)
+            with lock:
+                verdicts.append(v)
+
+    threads = [threading.Thread(target=worker, args=(s, n)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verdicts.count(Verdict.SEND) == 1
+    assert verdicts.count(Verdict.SUPPRESS) == 199
+    stores[0].roll_due(now=T0 + WINDOW + 1)
+    (digest,) = stores[0].lease_outbox(now=T0 + WINDOW + 1)
+    assert digest.body["count"] == 199  # every occurrence is accounted for
+
+
+# -- the two stores against each other on random histories -----------------------------------------------------
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("admit"), st.sampled_from(["a", "b", "c"]), st.integers(1, 3), st.booleans()),
+        st.tuples(st.just("roll"), st.just(""), st.just(0), st.just(False)),
+        st.tuples(st.just("lease"), st.just(""), st.just(0), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops, steps=st.lists(st.sampled_from([0.5, 5.0, 20.0, 45.0]), min_size=40, max_size=40))
+def test_redis_and_memory_stores_agree_on_any_history(redis_url: str, ops: list[Any], steps: list[float]) -> None:
+    client = connect(redis_url)
+    client.flushdb()
+    cfg = config(window=30.0, rate=Rate(3, 20.0), lease=10.0)
+    stores: list[StateStore] = [MemoryStore(cfg), RedisStore(client, cfg)]
+    now = T0
+    seen: list[str] = []
+    try:
+        for (op, fp, count, flag), step in zip(ops, steps, strict=False):
+            now += step
+            results = []
+            for store in stores:
+                if op == "admit":
+                    redeliver = flag and seen
+                    alert_id = seen[-1] if redeliver else f"{fp}-{len(seen)}"
+                    o = Occurrence(alert_id, fp, count, now, now, json.dumps({"fp": fp, "t": now}), f"subject {fp}")
+                    results.append(store.admit(o, now=now).value)
+                elif op == "roll":
+                    results.append(store.roll_due(now=now))
+                else:
+                    items = store.lease_outbox(now=now)
+                    if flag:
+                        for item in items:
+                            store.complete(item.item_id)
+                    results.append(sorted((i.item_id, _normal(i.body)) for i in items))
+            if op == "admit" and not (flag and seen):
+                seen.append(f"{fp}-{len(seen)}")
+            assert results[0] == results[1], (op, fp, now)
+        assert stores[0].status(now=now) == stores[1].status(now=now)
+    finally:
+        client.close()
+
+
+def _normal(body: dict[str, Any]) -> str:
+    if body.get("kind") == "summary":
+        body = {**body, "entries": sorted(body["entries"], key=lambda e: e["fingerprint"])}
+    return json.dumps(body, sort_keys=True)
