@@ -166,7 +166,7 @@ def test_exit_publishes_alerts_logged_just_before_it(
 def test_exit_never_waits_longer_than_flush_timeout_even_with_redis_hung(queue: str, tmp_path: Path) -> None:
     with HungServer() as hung:
         started = time.perf_counter()
-        baseline = run_app("--broker", hung.url, "--queue", queue)  # same start-up, nothing to flush
+        run_app("--broker", hung.url, "--queue", queue)  # same start-up, nothing to flush
         baseline_s = time.perf_counter() - started
         started = time.perf_counter()
         lost = run_app("--broker", hung.url, "--queue", queue, "--count", "3", "--flush-timeout", "1.0")

@@ -1,0 +1,77 @@
+"""Workers die mid-send: the alert is still delivered, once; a redelivered alert is neither re-mailed nor counted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+from alerting import AlertHandler
+from alerting.redact import Redactor
+from alerting.testing.mailsink import MailSink
+from alerting.testing.workerproc import WorkerProcess
+from alerting.transport import CeleryTransport, publisher_app
+from tests.integration.conftest import wait_until
+from tests.unit.factories import build_payload, make_record
+
+
+def test_a_pool_process_killed_while_sending_still_delivers_the_alert_once(
+    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    mail_sink.delay = 1.5  # a slow server: the send is in progress long enough to be killed
+    worker = start_worker()
+    log = logging.getLogger("test.crash.child")
+    make_handler(log)
+
+    log.critical("raid array degraded")
+    wait_until(lambda: mail_sink.attempts == 1)
+    (child,) = worker.children()
+    os.kill(child, signal.SIGKILL)  # the pool process dies mid-DATA; the main process survives
+
+    (mail,) = mail_sink.wait_for(1, timeout=20)
+    assert "raid array degraded" in mail.subject
+    assert mail_sink.aborted == 1  # the first attempt never completed...
+    assert len(mail_sink.settle(quiet=2.0)) == 1  # ...and the alert arrived exactly once
+
+
+def test_a_whole_worker_killed_while_sending_is_redelivered_after_the_visibility_timeout(
+    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    env = {"ALERTING_VISIBILITY_TIMEOUT": "4", "ALERTING_SMTP_TIMEOUT": "1.5"}
+    mail_sink.delay = 1.0
+    first = start_worker(env)
+    log = logging.getLogger("test.crash.worker")
+    make_handler(log)
+
+    log.critical("primary database unreachable")
+    wait_until(lambda: mail_sink.attempts == 1)
+    first.kill()  # SIGKILL to the worker and its pool: nothing acknowledges, nothing requeues
+    killed_at = time.time()
+    start_worker(env)
+
+    (mail,) = mail_sink.wait_for(1, timeout=30)
+    assert "primary database unreachable" in mail.subject
+    assert mail.at - killed_at >= 4 - 1.0  # it came back by the visibility timeout, not at once (1 s: sweep jitter)
+    assert len(mail_sink.settle(quiet=2.0)) == 1
+
+
+def test_a_redelivered_alert_that_was_already_mailed_is_not_mailed_again_nor_counted_as_a_repeat(
+    redis_url: str, queue: str, mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    start_worker({"ALERTING_THROTTLE_WINDOW": "1.5"})
+    payload = build_payload(make_record("nightly export failed"))
+    transport = CeleryTransport(publisher_app(redis_url), queue, owned=True)
+    try:
+        transport.publish_many([payload])
+        mail_sink.wait_for(1)
+        transport.publish_many([payload, payload])  # the same alert again: what a redelivery looks like
+    finally:
+        transport.close()
+    time.sleep(1.5 + 1.0)  # past the throttle window and a poll: a miscounted repeat would produce a digest
+    mails = mail_sink.settle(quiet=1.0)
+    assert len(mails) == 1
+    assert mails[0].message["X-Alerting-Id"] == payload["id"]
+    assert "nightly export failed" in mails[0].subject
+    assert Redactor().text(mails[0].subject) == mails[0].subject
