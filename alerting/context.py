@@ -1,7 +1,8 @@
 """Request context attached to alerts: a contextvar set by framework middleware, read by the handler.
 
-Framework adapters (``alerting.contrib``) call :func:`bind` around each request; application code can do
-the same for jobs or CLI commands. The handler copies the current context into each alert's payload.
+Framework adapters (``alerting.contrib``) set it around each request (:func:`set_context` /
+:func:`reset_context`); application code can use :func:`bind` the same way for jobs or CLI commands.
+The handler copies the current context into each alert's payload.
 """
 
 from __future__ import annotations

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.apps import AppConfig  # type: ignore[import-untyped]
-from django.conf import settings  # type: ignore[import-untyped]
-from django.core import checks  # type: ignore[import-untyped]
-from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation  # type: ignore[import-untyped]
-from django.http import Http404  # type: ignore[import-untyped]
-from django.http.multipartparser import MultiPartParserError  # type: ignore[import-untyped]
-from django.utils.module_loading import import_string  # type: ignore[import-untyped]
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404
+from django.http.multipartparser import MultiPartParserError
+from django.utils.module_loading import import_string
 
 from alerting.context import reset_context, set_context
 from alerting.contrib import log_unhandled, parse_flag, request_context
@@ -151,14 +151,17 @@ class AlertingMiddleware:
 
 def _reporter(request: Any) -> Any:
     # Imported late: django.views.debug pulls in the template engine, which this module's importers may not need.
-    from django.views.debug import get_exception_reporter_filter  # type: ignore[import-untyped]
+    from django.views.debug import get_exception_reporter_filter
 
     return get_exception_reporter_filter(request)
 
 
 def _secret_test(request: Any) -> Callable[[str], bool]:
     """Secret-looking names: the handler's defaults, plus whatever Django's exception reporter filter hides."""
-    reporter = _reporter(request)
+    try:
+        reporter = _reporter(request)
+    except Exception:  # a broken DEFAULT_EXCEPTION_REPORTER_FILTER must not fail every request
+        return _REDACTOR.is_secret_key
 
     def is_secret(name: str) -> bool:
         try:
@@ -189,37 +192,22 @@ def check_setup(app_configs: object = None, **kwargs: object) -> list[Any]:
     try:
         options = read_options(getattr(settings, "ALERTING", None))
     except ConfigError as exc:
-        return [checks.Error(str(exc), hint='Example: ALERTING = {"SEND_PII": False}', id="alerting.E001")]
-    messages: list[Any] = []
+        return [checks.Error(str(exc), hint='For example: ALERTING = {"SEND_PII": False}', id="alerting.E001")]
+    found: list[tuple[str, str, str]] = []
     if not _middleware_installed():
-        messages.append(
-            checks.Warning(
-                "AlertingMiddleware is not in MIDDLEWARE: alerts carry no request context and unhandled view "
-                "exceptions are not alerted.",
-                hint=f"Add {MIDDLEWARE_PATH!r} first in MIDDLEWARE.",
-                id="alerting.W001",
-            )
-        )
+        what = "AlertingMiddleware is not in MIDDLEWARE: alerts carry no request context and unhandled view exceptions"
+        found.append(("W001", f"{what} are not alerted.", f"Add {MIDDLEWARE_PATH!r} first in MIDDLEWARE."))
     if not alert_handlers(options.logger, logging.CRITICAL):
-        messages.append(
-            checks.Warning(
-                f"No AlertHandler receives CRITICAL records from the {options.logger!r} logger: unhandled view "
-                "exceptions will not be alerted.",
-                hint="Add a handler with 'class': 'alerting.AlertHandler' to LOGGING and attach it to the root "
-                f"logger (or to {options.logger!r}).",
-                id="alerting.W002",
-            )
+        what = f"No AlertHandler receives CRITICAL records from the {options.logger!r} logger"
+        hint = (
+            f"In LOGGING, attach a handler of class 'alerting.AlertHandler' to the root logger or {options.logger!r}."
         )
+        found.append(("W002", f"{what}: unhandled view exceptions will not be alerted.", hint))
     if alert_handlers("django.request", logging.ERROR):
-        messages.append(
-            checks.Warning(
-                "An AlertHandler at level ERROR or lower receives 'django.request' records: every unhandled view "
-                "exception would be alerted twice (by Django's ERROR record and by AlertingMiddleware).",
-                hint="Keep that AlertHandler at CRITICAL, or stop 'django.request' from reaching it.",
-                id="alerting.W003",
-            )
-        )
-    return messages
+        what = "An AlertHandler at level ERROR or lower receives 'django.request' records"
+        hint = "Keep that AlertHandler at CRITICAL, or keep 'django.request' records away from it."
+        found.append(("W003", f"{what}: each unhandled view exception would be alerted twice.", hint))
+    return [checks.Warning(message, hint=hint, id=f"alerting.{code}") for code, message, hint in found]
 
 
 def alert_handlers(name: str, levelno: int) -> list[AlertHandler]:

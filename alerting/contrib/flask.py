@@ -8,7 +8,8 @@
 Settings, highest precedence first: ``app.config["ALERTING_<NAME>"]``, then ``Alerting(<name>=...)``, then the
 handler's defaults (the broker from the ``ALERTING_BROKER_URL`` environment variable, level CRITICAL). The
 service defaults to ``app.name``. State lives in ``app.extensions["alerting"]`` (an :class:`AlertingState`), so
-one ``Alerting()`` can serve several apps (application factories).
+one ``Alerting()`` can serve several apps (application factories). Configure logging before ``init_app``:
+``dictConfig`` closes the handlers it finds on the loggers it configures, ``app.logger`` included.
 
 How an unhandled exception becomes an alert: Flask logs it on ``app.logger`` at ERROR ("Exception on /path"),
 below the handler's CRITICAL. On Flask's ``got_request_exception`` signal the extension logs one CRITICAL record

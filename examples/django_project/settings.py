@@ -22,6 +22,7 @@ MIDDLEWARE = [
 ROOT_URLCONF = "examples.django_project.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
+TIME_ZONE = "UTC"
 
 # Personal data (user id, client address, submitted form fields) stays out of alerts unless SEND_PII is True.
 # Unhandled view exceptions are logged as CRITICAL on the "request.unhandled" logger (ALERTING["LOGGER"]).

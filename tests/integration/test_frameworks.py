@@ -20,6 +20,8 @@ SECRET = "s3cr3t-query-value"
 
 DJANGO_CLIENT = textwrap.dedent(
     """
+    import sys
+
     import django
     from django.test import Client
     from django.test.utils import setup_test_environment
@@ -27,26 +29,26 @@ DJANGO_CLIENT = textwrap.dedent(
     django.setup()
     setup_test_environment()  # lets the test Client's host ("testserver") in
     client = Client(raise_request_exception=False)
-    print(client.get("/").status_code, client.get("/boom/", {"order": "17", "token": "%s"}).status_code)
+    print(client.get("/").status_code, client.get("/boom/", {"order": "17", "token": sys.argv[1]}).status_code)
     """
-    % SECRET
 )
 
 FLASK_CLIENT = textwrap.dedent(
     """
+    import sys
+
     from examples.flask_app.app import app
 
     client = app.test_client()
-    print(client.get("/boom", query_string={"token": "%s"}).status_code, client.get("/crash").status_code)
+    print(client.get("/boom", query_string={"token": sys.argv[1]}).status_code, client.get("/crash").status_code)
     """
-    % SECRET
 )
 
 
 def run_example(script: str, redis_url: str, queue: str, **env: str) -> str:
-    """Run ``script`` in a fresh interpreter; its exit flushes the alerts to Redis (AlertHandler.close)."""
+    """Run ``script`` in a fresh interpreter (``sys.argv[1]`` is SECRET); its exit flushes the alerts to Redis."""
     result = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, SECRET],
         cwd=ROOT,
         env={**os.environ, "ALERTING_BROKER_URL": redis_url, "ALERTING_QUEUE": queue, **env},
         capture_output=True,

@@ -73,6 +73,10 @@ async def async_checkout(request: HttpRequest) -> HttpResponse:
     return HttpResponse("sorry", status=500)
 
 
+async def async_boom(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("async payment provider did not answer")
+
+
 def peek(request: HttpRequest) -> HttpResponse:
     return HttpResponse(json.dumps(dict(current() or {})), content_type="application/json")
 
@@ -84,6 +88,7 @@ urlpatterns = [
     path("missing/", missing),
     path("forbidden/", forbidden),
     path("async/", async_checkout),
+    path("async-boom/", async_boom),
     path("peek/", peek),
 ]
 
@@ -109,6 +114,19 @@ WITH_FAKE_AUTH = ["alerting.contrib.django.AlertingMiddleware", f"{__name__}.Fak
 
 
 # -- fixtures --------------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def project() -> Iterator[None]:
+    """This module's project, whoever configured Django in this process first."""
+    with override_settings(
+        DEBUG=False,
+        ALLOWED_HOSTS=["testserver"],
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=["alerting.contrib.django.AlertingMiddleware"],
+        ALERTING={},
+    ):
+        yield
+
+
 @pytest.fixture
 def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[AlertHandler]:
     """An AlertHandler on the view logger and on the unhandled-exception logger; nothing is ever published."""
@@ -175,6 +193,16 @@ def test_async_requests_get_the_context_too(alerts: CapturedAlerts) -> None:
     assert response.status_code == 500
     assert alerts.only()["context"] == {"method": "GET", "path": "/async/", "query_string": "q=shoes"}
     assert current() is None
+
+
+def test_async_view_exception_becomes_one_alert_with_the_context(alerts: CapturedAlerts) -> None:
+    response = asyncio.run(AsyncClient(raise_request_exception=False).get("/async-boom/"))
+
+    assert response.status_code == 500
+    alert = alerts.only()
+    assert alert["message"] == "Unhandled RuntimeError on GET /async-boom/: async payment provider did not answer"
+    assert alert["func"] == "async_boom"
+    assert alert["context"] == {"method": "GET", "path": "/async-boom/"}
 
 
 async def _async_get_response(request: HttpRequest) -> HttpResponse:
@@ -290,6 +318,7 @@ def test_check_warns_about_double_alerts_from_an_error_level_handler_on_django_r
 
 
 def test_checks_are_registered_by_the_app_config() -> None:
-    with override_settings(ALERTING=["not", "a", "dict"]):
+    apps = ["alerting.contrib.django.AlertingConfig"]
+    with override_settings(INSTALLED_APPS=apps, ALERTING=["not", "a", "dict"]):
         messages = checks.run_checks(tags=["alerting"])
     assert "alerting.E001" in ids(messages)
