@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerting.settings import WorkerSettings
-from alerting.tls import broker_ssl_options
+from alerting.tls import broker_ssl_options, broker_url_without_ssl
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -14,7 +14,7 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
     # (~100 s by default); sweep often enough that a lost worker's alert comes back soon after the timeout.
     restore_interval = int(max(1, min(30, visibility // 5)))
     return {
-        "broker_url": settings.broker_url,
+        "broker_url": broker_url_without_ssl(settings.broker_url),
         "broker_use_ssl": broker_ssl_options(settings.broker_url, ca_file=settings.redis_ca_file),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {

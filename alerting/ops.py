@@ -22,7 +22,7 @@ from alerting.redact import Redactor
 from alerting.settings import Connections
 from alerting.stores import OutboxItem, StoreConfig
 from alerting.stores.redis_store import RedisStore, connect
-from alerting.tls import broker_ssl_options
+from alerting.tls import broker_ssl_options, broker_url_without_ssl
 from alerting.transport import CeleryTransport, publisher_app
 
 CHECK_TIMEOUT = 3.0
@@ -196,7 +196,7 @@ def replay_dead_letters(conn: Connections, *, limit: int) -> ReplayReport:
 # -- helpers ---------------------------------------------------------------------------------------------------
 def _broker(conn: Connections) -> Connection:
     return Connection(
-        conn.broker_url,
+        broker_url_without_ssl(conn.broker_url),
         connect_timeout=CHECK_TIMEOUT,
         ssl=broker_ssl_options(conn.broker_url, ca_file=conn.redis_ca_file) or False,
         transport_options={"socket_timeout": CHECK_TIMEOUT, "socket_connect_timeout": CHECK_TIMEOUT, "max_retries": 0},

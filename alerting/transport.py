@@ -15,7 +15,7 @@ from celery import Celery
 from kombu import Connection
 
 from alerting.payload import Payload
-from alerting.tls import broker_ssl_options
+from alerting.tls import broker_ssl_options, broker_url_without_ssl
 
 TASK_NAME = "alerting.deliver"
 DIGEST_TASK_NAME = "alerting.send_digest"
@@ -47,7 +47,9 @@ def preload(broker_url: str) -> None:
     the last alerts must go out; by then an import that registers an exit hook (redis-py's does, via
     concurrent.futures) fails with "can't register atexit after shutdown".
     """
-    Connection(broker_url)  # resolves the transport class; connecting is lazy
+    # Resolves the transport class; connecting is lazy. The TLS options only spare a (false) warning about rediss
+    # "defaulting to insecure SSL": this connection object is never used.
+    Connection(broker_url_without_ssl(broker_url), ssl=broker_ssl_options(broker_url) or False)
 
 
 def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: int = 1) -> Celery:
@@ -55,7 +57,7 @@ def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: in
 
     One publisher thread needs one connection (``pool_limit``); remote control (``control.ping``) needs two.
     """
-    app = Celery("alerting-publisher", broker=broker_url, set_as_current=False)
+    app = Celery("alerting-publisher", broker=broker_url_without_ssl(broker_url), set_as_current=False)
     transport_options: dict[str, Any] = {
         "socket_timeout": FAIL_FAST_TIMEOUT,
         "socket_connect_timeout": FAIL_FAST_TIMEOUT,

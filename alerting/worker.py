@@ -30,6 +30,12 @@ except ConfigError as exc:
     # 78 is EX_CONFIG (sysexits.h); supervisors should not restart-loop on it.
     raise SystemExit(78) from None
 
+if settings.metrics_port is not None:
+    from alerting import metrics
+
+    metrics.prepare()  # before prometheus_client is imported: pool processes write per-process files
+    runtime.set_events(metrics.PrometheusEvents())
+
 app = Celery("alerting")
 app.conf.update(worker_config(settings))
 app.conf.include = ["alerting.tasks"]
@@ -71,8 +77,17 @@ def _ready(sender: Any = None, **_: Any) -> None:
         settings.throttle_window,
         settings.rate_limit or "off",
     )
+    if settings.metrics_port is not None:
+        metrics.serve(settings.metrics_port)
+        log.info("metrics on http://0.0.0.0:%d/metrics", settings.metrics_port)
     if settings.ready_file:
         Path(settings.ready_file).write_text(str(os.getpid()), encoding="utf-8")
+
+
+@signals.worker_process_shutdown.connect
+def _process_exited(pid: int | None = None, **_: Any) -> None:
+    if settings.metrics_port is not None and pid is not None:
+        metrics.process_exited(pid)
 
 
 @signals.worker_shutdown.connect

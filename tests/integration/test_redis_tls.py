@@ -61,7 +61,44 @@ def test_alert_travels_over_verified_rediss_from_handler_to_worker_to_mail(
     # The worker's state store went over TLS too: the alert is recorded as sent in the TLS-only Redis.
     client = _trusting_client(tls_redis, certs)
     assert client.exists(f"alerting:sent:{mail.message['X-Alerting-Id']}")
-    assert f"rediss://127.0.0.1:{tls_redis.port}" in worker.output()
+    assert f"Connected to rediss://:**@127.0.0.1:{tls_redis.port}" in worker.output()
+
+
+def test_ca_file_is_used_when_the_rediss_url_also_says_ssl_cert_reqs_required(
+    tls_redis: RedisServer,
+    certs: CertFiles,
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    # The form Celery's documentation asks for with rediss://; the CA given separately must still be trusted.
+    url = f"{tls_redis.url}?ssl_cert_reqs=required"
+    log = logging.getLogger(f"test.rediss.query.{uuid.uuid4().hex[:6]}")
+    handler = make_handler(log, broker_url=url, ca_file=certs.ca, flush_timeout=0.5)
+
+    log.critical("alert over TLS, verification asked for in the URL")
+
+    assert handler.flush(timeout=3), f"not published: {handler.stats()}"
+    start_worker({"ALERTING_BROKER_URL": url, "ALERTING_REDIS_CA_FILE": certs.ca})  # its store client too
+    (mail,) = mail_sink.wait_for(1)
+    assert "verification asked for in the URL" in mail.subject
+
+
+def test_building_a_rediss_handler_logs_no_insecure_ssl_warning(
+    tls_redis: RedisServer,
+    certs: CertFiles,
+    make_handler: Callable[..., AlertHandler],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    log = logging.getLogger(f"test.rediss.quiet.{uuid.uuid4().hex[:6]}")
+    handler = make_handler(log, broker_url=tls_redis.url, ca_file=certs.ca)
+
+    log.critical("published over a verified connection")
+    assert handler.flush(timeout=3)
+
+    # An application's log saying "insecure SSL" about a verified connection teaches people to ignore real ones.
+    assert [r.getMessage() for r in caplog.records if "insecure" in r.getMessage().lower()] == []
 
 
 def test_handler_refuses_a_rediss_broker_whose_certificate_it_cannot_verify(

@@ -119,7 +119,8 @@ def test_secrets_in_extras_message_and_traceback_never_reach_the_mail_or_redis(
     assert "login failed for ann" in samples[0]
     assert "login failed for ann" in dead
     stored = _redis_dump(redis_client)
-    assert "alerting:dead" in stored and "alerting:win:" in stored
+    assert "alerting:dead" in stored
+    assert "alerting:win:" in stored
     assert _leaked(stored, ALL_SECRETS) == []
     assert json.loads(dead)["payload"]["extra"]["password"] == "[redacted]"
     assert _leaked(worker.output(), ALL_SECRETS) == []
