@@ -46,9 +46,12 @@ def test_worker_metrics_count_every_outcome_and_the_latency(
 
     def settled() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
         m = scrape(port)
-        return m if m.get(("alerting_alerts_received_total", ())) == 4 and m.get(
-            ("alerting_dead_letters_total", (("kind", "smtp-550"),))
-        ) else None
+        return (
+            m
+            if m.get(("alerting_alerts_received_total", ())) == 4
+            and m.get(("alerting_dead_letters_total", (("kind", "smtp-550"),)))
+            else None
+        )
 
     m = wait_until(settled, timeout=15)
     assert m[("alerting_emails_sent_total", (("kind", "alert"),))] == 2
