@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING, Any
 from alerting import context as alert_context
 from alerting.config import parse_duration, parse_int, parse_queue, resolve_broker_url
 from alerting.errors import ConfigError
-from alerting.payload import Payload, build, fingerprint
+from alerting.payload import Payload, capture_record
 from alerting.publisher import Publisher, finalize
 from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
 from alerting.spool import Spool
-from alerting.transport import CeleryTransport, Transport, preload, publisher_app
+from alerting.transport import (
+    CeleryTransport,
+    RedisTransport,
+    Transport,
+    preload,
+    publisher_app,
+    uses_redis_list,
+)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -27,6 +34,8 @@ if TYPE_CHECKING:
 # Records from these loggers never become alerts: the publisher itself logs through celery, kombu, redis
 # and amqp (py-amqp) while the broker is down, and through "alerting"; alerting on those would loop.
 IGNORED_LOGGERS = frozenset({"alerting", "celery", "kombu", "redis", "amqp"})
+
+_ignored_names: dict[str, bool] = {}  # logger name -> ignored? (a handful of names, asked for every record)
 
 # Set by alerting.testing.capture_alerts(): every handler records what it would publish, instead of publishing.
 _capture: list[Payload] | None = None
@@ -104,17 +113,15 @@ class AlertHandler(logging.Handler):
             levelno = record.levelno
             if not isinstance(levelno, int) or levelno < self.level or self._is_ignored(record):
                 return
-            fp = fingerprint(record)
-            payload = build(
+            payload, fp = capture_record(
                 record,
-                fingerprint=fp,
                 service=self.service,
                 is_secret_key=self._redactor.is_secret_key,
                 context=alert_context.current(),
             )
-            capture = _capture
-            if capture is not None:
-                capture.append(finalize(payload, self._redactor))
+            captured = _capture
+            if captured is not None:
+                captured.append(finalize(payload, self._redactor))
                 return
             self._publisher.submit(payload, fp, levelno)
         except RecursionError:  # as the stdlib handlers do: a recursion error is the caller's to see
@@ -152,13 +159,21 @@ class AlertHandler(logging.Handler):
         if record.thread is not None and record.thread == self._publisher.thread_ident:
             return True
         name = record.name
-        return isinstance(name, str) and name.partition(".")[0] in IGNORED_LOGGERS
+        try:
+            return _ignored_names[name]
+        except (KeyError, TypeError):
+            ignored = isinstance(name, str) and name.partition(".")[0] in IGNORED_LOGGERS
+            if isinstance(name, str) and len(_ignored_names) < 10_000:
+                _ignored_names[name] = ignored
+            return ignored
 
     def _make_transport(self) -> Transport:
         """Called in the publisher thread when it first needs the broker (again after a fork)."""
         if self._celery_app is None:
-            app = publisher_app(self.broker_url or "", ca_file=self.ca_file)
-            return CeleryTransport(app, self.queue, owned=True)
+            url = self.broker_url or ""
+            if uses_redis_list(url):
+                return RedisTransport(url, self.queue, ca_file=self.ca_file)
+            return CeleryTransport(publisher_app(url, ca_file=self.ca_file), self.queue, owned=True)
         pid = os.getpid()
         if self._app_pid is not None and self._app_pid != pid:
             # A bare os.fork() (gunicorn, uWSGI) does not run Celery's own after-fork cleanup; without it the

@@ -42,9 +42,18 @@ _RECORD_KEYS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
     ALERT_KEY_ATTR,
 }
 
+# A record with no more attributes than a plain one has no extras: a length check instead of a set difference.
+_STANDARD_ATTRS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+
 HOST = socket.gethostname()
 
 Payload = dict[str, Any]
+
+
+# Fingerprints of recent (logger, level, template, exception, location) combinations: the same few lines log
+# again and again, so a dict lookup replaces hashing in the common case. Cleared when it grows too big.
+_FP_CACHE: dict[tuple[object, ...], str] = {}
+_FP_CACHE_MAX = 4096
 
 
 def fingerprint(record: logging.LogRecord) -> str:
@@ -55,11 +64,22 @@ def fingerprint(record: logging.LogRecord) -> str:
     source location as its last two path components (the same code installed under different
     virtualenv paths on different hosts still groups).
     """
+    return _fingerprint(record, _exc_type_name(record))
+
+
+def _fingerprint(record: logging.LogRecord, exc_type: str | None) -> str:
     key = record.__dict__.get(ALERT_KEY_ATTR)
+    if key is not None:
+        cache_key: tuple[object, ...] = ("key", key)
+    else:
+        cache_key = (record.name, record.levelno, record.msg, exc_type, record.pathname, record.lineno)
+    try:
+        return _FP_CACHE[cache_key]
+    except (KeyError, TypeError):  # not seen yet, or something unhashable in it
+        pass
     if key is not None:
         basis = "key\0" + safe_str(key, TEMPLATE_MAX)
     else:
-        exc_type = _exc_type_name(record)
         basis = "\0".join(
             (
                 safe_str(record.name, NAME_MAX),
@@ -70,7 +90,27 @@ def fingerprint(record: logging.LogRecord) -> str:
                 str(record.lineno),
             )
         )
-    return hashlib.blake2b(basis.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+    digest = hashlib.blake2b(basis.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+    try:
+        if len(_FP_CACHE) >= _FP_CACHE_MAX:
+            _FP_CACHE.clear()
+        _FP_CACHE[cache_key] = digest
+    except TypeError:
+        pass
+    return digest
+
+
+def capture_record(
+    record: logging.LogRecord,
+    *,
+    service: str | None,
+    is_secret_key: Callable[[str], bool],
+    context: Mapping[str, Any] | None = None,
+) -> tuple[Payload, str]:
+    """The payload for ``record`` and its fingerprint, sharing the work both need (the logging thread's path)."""
+    exc_type = _exc_type_name(record)
+    fp = _fingerprint(record, exc_type)
+    return _build(record, fp, exc_type, service, is_secret_key, context), fp
 
 
 def build(
@@ -82,29 +122,44 @@ def build(
     context: Mapping[str, Any] | None = None,
 ) -> Payload:
     """The payload for ``record``. Never raises for odd records; never mutates them."""
-    template = safe_str(record.msg, TEMPLATE_MAX)
+    return _build(record, fingerprint, _exc_type_name(record), service, is_secret_key, context)
+
+
+def _build(
+    record: logging.LogRecord,
+    fingerprint: str,
+    exc_type: str | None,
+    service: str | None,
+    is_secret_key: Callable[[str], bool],
+    context: Mapping[str, Any] | None,
+) -> Payload:
+    # Each text field takes the fast path (already a str within its cap) inline: emit() runs this per record.
+    msg, name, pathname = record.msg, record.name, record.pathname
+    func, process_name, thread_name = record.funcName, record.processName, record.threadName
+    template = msg if type(msg) is str and len(msg) <= TEMPLATE_MAX else _text(msg, TEMPLATE_MAX)
+    lineno, process = record.lineno, record.process
     return {
         "v": PAYLOAD_VERSION,
         # "id" is assigned by publisher.finalize, off the logging thread (uuid4 is a third of emit's own cost).
         "fingerprint": fingerprint,
         "created": float(record.created),
-        "level": safe_str(record.levelname, 50),
+        "level": _text(record.levelname, 50),
         "levelno": record.levelno if isinstance(record.levelno, int) else 0,
-        "logger": safe_str(record.name, NAME_MAX),
+        "logger": name if type(name) is str and len(name) <= NAME_MAX else _text(name, NAME_MAX),
         "message": _message(record, template),
         "template": template,
-        "pathname": safe_str(record.pathname, PATH_MAX),
-        "lineno": record.lineno if isinstance(record.lineno, int) else 0,
-        "func": safe_str(record.funcName, NAME_MAX) if record.funcName else None,
-        "exc_type": _exc_type_name(record),
-        "traceback": _traceback(record),
+        "pathname": pathname if type(pathname) is str and len(pathname) <= PATH_MAX else _text(pathname, PATH_MAX),
+        "lineno": lineno if isinstance(lineno, int) else 0,
+        "func": (func if type(func) is str and len(func) <= NAME_MAX else _text(func, NAME_MAX)) if func else None,
+        "exc_type": exc_type,
+        "traceback": _traceback(record) if exc_type is not None or record.exc_text else None,
         "stack": truncate(record.stack_info, STACK_MAX, keep_tail=True) if record.stack_info else None,
         "host": HOST,
-        "pid": record.process if isinstance(record.process, int) else os.getpid(),
-        "process_name": safe_str(record.processName, NAME_MAX) if record.processName else None,
-        "thread_name": safe_str(record.threadName, NAME_MAX) if record.threadName else None,
+        "pid": process if isinstance(process, int) else os.getpid(),
+        "process_name": _text(process_name, NAME_MAX) if process_name else None,
+        "thread_name": _text(thread_name, NAME_MAX) if thread_name else None,
         "service": service,
-        "extra": _extras(record, is_secret_key),
+        "extra": _extras(record, is_secret_key) if len(record.__dict__) > _STANDARD_ATTRS else None,
         "context": (
             to_json_safe(context, is_secret_key=is_secret_key, max_str=EXTRA_VALUE_MAX, max_items=EXTRA_ITEMS_MAX)
             if context
@@ -112,6 +167,13 @@ def build(
         ),
         "count": 1,
     }
+
+
+def _text(value: object, limit: int) -> str:
+    # The common case, a str within its cap, without safe_str's conversions.
+    if type(value) is str:
+        return value if len(value) <= limit else truncate(value, limit)
+    return safe_str(value, limit)
 
 
 def _message(record: logging.LogRecord, template: str) -> str:
@@ -151,7 +213,8 @@ def _traceback(record: logging.LogRecord) -> str | None:
 
 
 def _extras(record: logging.LogRecord, is_secret_key: Callable[[str], bool]) -> dict[str, Any] | None:
-    names = [k for k in record.__dict__ if k not in _RECORD_KEYS and not k.startswith("_")]
+    attrs = record.__dict__
+    names = [k for k in attrs if k not in _RECORD_KEYS and not k.startswith("_")]
     if not names:
         return None
     picked = {k: record.__dict__[k] for k in names[:EXTRA_ITEMS_MAX]}

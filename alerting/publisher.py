@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from alerting.backoff import backoff_delay
@@ -60,6 +61,8 @@ class Publisher:
         self._wake = threading.Event()  # something to publish (or to schedule)
         self._interrupt = threading.Event()  # cut a backoff wait short: closing, or an explicit flush
         self._busy = False  # the thread holds entries taken from the buffer and not yet settled
+        self._working = threading.Lock()  # held by the thread during a unit of work; a fork waits for it
+        self._held_for_fork = False
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
@@ -129,9 +132,9 @@ class Publisher:
         report = self.buffer.drop_report()
         if report:
             log.error(
-                "celery-alerting dropped %d alerts while its buffer was full (by fingerprint: %s)",
+                "celery-alerting dropped %d alerts while its buffer was full (fingerprints: %s)",
                 report["total"],
-                report["by_fingerprint"],
+                _sample(report["by_fingerprint"]),
             )
         if not still_running and self._transport is not None:
             self._transport.close()
@@ -152,31 +155,33 @@ class Publisher:
     def _run(self) -> None:
         attempt = 0
         while True:
-            self._busy = True
-            ok = True
-            if self._spool_dirty and self.spool is not None:
-                ok = self._replay_spool(self.spool)
-            if ok:
-                batch = self.buffer.take(BATCH_SIZE, everything=self._draining)
-                if batch:
-                    ok = self._publish(batch)
-                elif not self._spool_dirty:
-                    self._busy = False
-                    if self._closing:
-                        break
-                    self._wait_for_work()
-                    continue
-            if ok:
+            # One unit of work at a time under _working, which a fork waits for (see _before_fork).
+            with self._working:
+                self._busy = True
+                outcome = self._step()
+                self._busy = False
+            if outcome == "idle":
+                if self._closing:
+                    break
+                self._wait_for_work()
+            elif outcome == "ok":
                 attempt = 0
-                continue
-            self._busy = False
-            if self._closed or (self._closing and self.spool is not None):
-                break  # close() has given up (and saved or reported the rest), or the spool holds it all
-            delay = backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX)
-            # Closing without a spool: keep trying, briefly, until close() gives up; nothing else will save them.
-            self._back_off(min(delay, 0.2) if self._closing else delay)
-            attempt += 1
-        self._busy = False
+            else:
+                if self._closed or (self._closing and self.spool is not None):
+                    break  # close() has given up (and saved or reported the rest), or the spool holds it all
+                delay = backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX)
+                # Closing without a spool: keep trying, briefly, until close() gives up; nothing else will save them.
+                self._back_off(min(delay, 0.2) if self._closing else delay)
+                attempt += 1
+
+    def _step(self) -> str:
+        """Replay the spool (if it holds anything), then publish a batch: "ok", "failed", or "idle"."""
+        if self._spool_dirty and self.spool is not None and not self._replay_spool(self.spool):
+            return "failed"
+        batch = self.buffer.take(BATCH_SIZE, everything=self._draining)
+        if batch:
+            return "ok" if self._publish(batch) else "failed"
+        return "ok" if self._spool_dirty else "idle"
 
     def _back_off(self, delay: float) -> None:
         """Wait before the next attempt; with a spool, alerts arriving meanwhile go straight to disk, so a
@@ -191,9 +196,10 @@ class Publisher:
                 break
             if self._wake.wait(remaining):
                 self._wake.clear()
-                self._busy = True
-                self._save_or_report(self.buffer.take(1 << 30, everything=True), reason="broker unreachable")
-                self._busy = False
+                with self._working:
+                    self._busy = True
+                    self._save_or_report(self.buffer.take(1 << 30, everything=True), reason="broker unreachable")
+                    self._busy = False
         self._interrupt.clear()
 
     def _wait_for_work(self) -> None:
@@ -280,7 +286,7 @@ class Publisher:
                         "celery-alerting spool %s is full: dropped %d oldest alerts (%s)",
                         self.spool.path,
                         sum(dropped.values()),
-                        dropped,
+                        _sample(dropped),
                     )
                 return
             except Exception as exc:
@@ -288,10 +294,10 @@ class Publisher:
         lost = sum(e.count for e in entries)
         self.lost_total += lost
         log.error(
-            "celery-alerting lost %d alerts (%s; configure spool_path to keep them): %s",
+            "celery-alerting lost %d alerts (%s; configure spool_path to keep them): fingerprints %s",
             lost,
             reason,
-            sorted({e.fingerprint for e in entries}),
+            _sample(Counter(e.fingerprint for e in entries)),
         )
 
     def _note_outage(self, exc: BaseException) -> None:
@@ -317,6 +323,13 @@ class Publisher:
             self.spool.after_fork_in_child()
 
 
+def _sample(counts: Mapping[str, int], shown: int = 10) -> str:
+    """The most frequent fingerprints with their counts, and how many more: a log line stays short."""
+    top = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{fp} x{n}" for fp, n in top[:shown])
+    return f"{text} and {len(top) - shown} more" if len(top) > shown else text
+
+
 def finalize(payload: Payload, redactor: Redactor, *, count: int = 1, first_created: float | None = None) -> Payload:
     """What leaves the application: secrets redacted, size capped, coalesced count attached.
 
@@ -330,9 +343,28 @@ def finalize(payload: Payload, redactor: Redactor, *, count: int = 1, first_crea
     return enforce_size(out)
 
 
-def _reset_after_fork() -> None:
+# A fork in the middle of the publisher's work would copy a half-done state into the child: worst of all, a
+# module the thread was importing for the first time (redis-py imports some lazily on its first connection)
+# stays half-initialised in the child for good. So a fork waits, briefly, for the current unit of work.
+FORK_WAIT = 2.0
+
+
+def _before_fork() -> None:
+    for publisher in list(_publishers):
+        if publisher._working.acquire(timeout=FORK_WAIT):
+            publisher._held_for_fork = True
+
+
+def _after_fork_in_parent() -> None:
+    for publisher in list(_publishers):
+        if publisher._held_for_fork:
+            publisher._held_for_fork = False
+            publisher._working.release()
+
+
+def _after_fork_in_child() -> None:
     for publisher in list(_publishers):
         publisher._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

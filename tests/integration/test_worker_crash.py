@@ -61,7 +61,7 @@ def test_a_redelivered_alert_that_was_already_mailed_is_not_mailed_again_nor_cou
     redis_url: str, queue: str, mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     start_worker({"ALERTING_THROTTLE_WINDOW": "1.5"})
-    payload = build_payload(make_record("nightly export failed"))
+    payload = build_payload(make_record("nightly export failed", ()))
     transport = CeleryTransport(publisher_app(redis_url), queue, owned=True)
     try:
         transport.publish_many([payload])
