@@ -108,7 +108,7 @@ def _alert_sections(alert: Alert) -> list[tuple[str, str]]:
     if alert.process_name or alert.thread_name:
         who += f" ({alert.process_name or '?'} / {alert.thread_name or '?'})"
     sections: list[tuple[str, str]] = [
-        ("When", f"{iso_utc(alert.created)} (UTC)"),
+        ("When", iso_utc(alert.created)),
         ("Host", f"{alert.host or '?'}, {who}"),
     ]
     if alert.service:
@@ -172,38 +172,71 @@ def _message(
         else:
             text.append(f"{title + ':':<{width}}{value}")
     msg.set_content("\n".join(text))
-    msg.add_alternative(_html(subject, intro, message, sections), subtype="html")
+    colour = accent(alert.levelno) if alert is not None else _NEUTRAL
+    msg.add_alternative(_html(subject, intro, message, sections, colour), subtype="html")
     return msg
 
 
 _CSS_TH = "text-align:left;vertical-align:top;padding:6px 12px 6px 0;color:#57606a;font-weight:600;white-space:nowrap"
-_CSS_TD = "padding:6px 0;vertical-align:top"
+_CSS_TD = "padding:6px 0;vertical-align:top;overflow-wrap:anywhere"
+_CSS_BLOCK_TITLE = "padding:14px 0 4px;color:#57606a;font-weight:600;text-align:left"
 _CSS_PRE = (
     "margin:0;padding:10px;background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;"
     "font:12px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word"
 )
 _FONT = "14px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif"
 _MULTILINE = {"Traceback", "Stack", "Request", "Extra", "Alerts"}
+# Header colour by severity: red for CRITICAL and above, orange for ERROR, amber for WARNING, blue otherwise
+# (summaries, and anything below WARNING someone chose to alert on).
+_ACCENTS = ((50, "#cf222e"), (40, "#bc4c00"), (30, "#9a6700"))
+_NEUTRAL = "#0969da"
 
 
-def _html(subject: str, intro: str, message: str, sections: Sequence[tuple[str, str]]) -> str:
+def accent(levelno: int | None) -> str:
+    if levelno is None:
+        return _NEUTRAL
+    return next((colour for floor, colour in _ACCENTS if levelno >= floor), _NEUTRAL)
+
+
+def _html(subject: str, intro: str, message: str, sections: Sequence[tuple[str, str]], colour: str) -> str:
     e = html.escape
     rows = []
     for title, value in sections:
-        cell = f'<pre style="{_CSS_PRE}">{e(value)}</pre>' if title in _MULTILINE else e(value)
-        rows.append(f'<tr><th style="{_CSS_TH}">{e(title)}</th><td style="{_CSS_TD}">{cell}</td></tr>')
+        if title in _MULTILINE:
+            # Blocks take the full width, title above: beside a label column, tracebacks wrap into a mess on phones.
+            rows.append(f'<tr><th colspan="2" style="{_CSS_BLOCK_TITLE}">{e(title)}</th></tr>')
+            rows.append(
+                f'<tr><td colspan="2" style="{_CSS_TD}"><pre style="{_CSS_PRE}">{_block(title, value)}</pre></td></tr>'
+            )
+        else:
+            rows.append(f'<tr><th style="{_CSS_TH}">{e(title)}</th><td style="{_CSS_TD}">{e(value)}</td></tr>')
     headline = (
-        f'<div style="font-size:16px;font-weight:600;margin:12px 0;white-space:pre-wrap">{e(message)}</div>'
+        f'<div style="font-size:16px;font-weight:600;margin:12px 0;white-space:pre-wrap;overflow-wrap:anywhere">'
+        f"{e(message)}</div>"
         if message
         else ""
     )
     return (
-        '<!DOCTYPE html><html><body style="margin:0;padding:0;background:#f6f8fa">'
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{e(subject)}</title></head>"
+        '<body style="margin:0;padding:0;background:#f6f8fa">'
         f'<div style="max-width:860px;margin:0 auto;padding:20px;font:{_FONT};color:#1f2328">'
         '<div style="background:#ffffff;border:1px solid #d0d7de;border-radius:8px;overflow:hidden">'
-        f'<div style="background:#cf222e;color:#ffffff;padding:12px 20px;font-weight:600">{e(subject)}</div>'
+        f'<div style="background:{colour};color:#ffffff;padding:12px 20px;font-weight:600;overflow-wrap:anywhere">'
+        f"{e(subject)}</div>"
         f'<div style="padding:16px 20px"><div style="color:#57606a">{e(intro)}</div>{headline}'
         f'<table style="border-collapse:collapse;width:100%">{"".join(rows)}</table></div></div>'
         '<div style="color:#57606a;font-size:12px;padding:8px 4px">Sent by celery-alerting.</div>'
         "</div></body></html>"
     )
+
+
+def _block(title: str, value: str) -> str:
+    """A block's HTML; a traceback's last line (the exception itself) in bold."""
+    if title != "Traceback":
+        return html.escape(value)
+    head, _, last = value.rstrip().rpartition("\n")
+    if not head:
+        return f"<strong>{html.escape(last)}</strong>"
+    return f"{html.escape(head)}\n<strong>{html.escape(last)}</strong>"

@@ -33,6 +33,7 @@ class Runtime:
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _events: Events | None = None
+_settings: WorkerSettings | None = None  # given by the worker at start; else read from the environment
 
 
 def store_config(settings: WorkerSettings) -> StoreConfig:
@@ -68,6 +69,12 @@ def build(settings: WorkerSettings, events: Events | None = None) -> Runtime:
     return Runtime(settings, store, sender, deliverer, os.getpid())
 
 
+def use_settings(settings: WorkerSettings | None) -> None:
+    """The settings every runtime of this worker is built from (inherited by its pool processes)."""
+    global _settings
+    _settings = settings
+
+
 def set_events(events: Events | None) -> None:
     """Metrics hook, installed by the worker before the first task."""
     global _events
@@ -82,7 +89,7 @@ def get() -> Runtime:
         return runtime
     with _lock:
         if _runtime is None or _runtime.pid != os.getpid():
-            _runtime = build(WorkerSettings.from_env(), _events)
+            _runtime = build(_settings or WorkerSettings.from_env(), _events)
         return _runtime
 
 

@@ -20,17 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery, signals
 
-from alerting import runtime
 from alerting.celeryconf import worker_config
 from alerting.config import DEFAULT_QUEUE, parse_queue
 from alerting.errors import ConfigError
-from alerting.poller import OutboxPoller
+from alerting.lifecycle import AlertWorkerLifecycle
 from alerting.settings import WorkerSettings
 from alerting.transport import DIGEST_TASK_NAME, TASK_NAME
 
@@ -85,21 +83,17 @@ def _with_our_route(routes: Any, queue: str) -> tuple[Any, ...]:
 
 
 class _WorkerHooks:
-    """The lifecycle of an alert-delivering worker of ``app``: the same steps as ``alerting.worker``'s."""
+    """Decides at start whether a worker of ``app`` delivers alerts; the rest is the shared lifecycle's."""
 
     def __init__(self, app: Celery, queue: str) -> None:
         self.app = app
         self.queue = queue
-        self.settings: WorkerSettings | None = None  # set at worker start, in workers that consume ``queue``
-        self.poller: OutboxPoller | None = None
+        self.lifecycle = AlertWorkerLifecycle(app, lambda consumer: queue)
 
     def connect(self) -> None:
         uid = f"alerting.contrib.celery:{id(self.app)}"
-        # weak=False: these bound methods are referenced by nothing else.
         signals.worker_init.connect(self.on_worker_init, weak=False, dispatch_uid=f"{uid}:init")
-        signals.worker_process_init.connect(self.on_process_init, weak=False, dispatch_uid=f"{uid}:process")
-        signals.worker_ready.connect(self.on_worker_ready, weak=False, dispatch_uid=f"{uid}:ready")
-        signals.worker_shutdown.connect(self.on_worker_shutdown, weak=False, dispatch_uid=f"{uid}:shutdown")
+        self.lifecycle.connect()
 
     def on_worker_init(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is not self.app or not self._consumes_alerts():
@@ -114,42 +108,7 @@ class _WorkerHooks:
             task = self.app.tasks[name]
             if task.time_limit is None:
                 task.time_limit = time_limit
-        self.settings = settings
-
-    def on_process_init(self, **_: Any) -> None:
-        runtime.reset()  # a prefork child builds its own SMTP connection and Redis client
-
-    def on_worker_ready(self, sender: Any = None, **_: Any) -> None:
-        settings = self.settings
-        if settings is None or getattr(sender, "app", None) is not self.app:
-            return
-        app, queue = self.app, self.queue
-
-        def publish(item_id: str) -> None:
-            app.send_task(DIGEST_TASK_NAME, args=[item_id], queue=queue)
-
-        self.poller = OutboxPoller(runtime.open_store(settings), publish, interval=settings.digest_poll_interval)
-        self.poller.start()
-        log.info(
-            "celery-alerting: %s delivers alerts from queue %s (SMTP %s:%s, throttle window %gs)",
-            app.main,
-            queue,
-            settings.smtp.host,
-            settings.smtp.port,
-            settings.throttle_window,
-        )
-        if settings.ready_file:
-            Path(settings.ready_file).write_text(str(os.getpid()), encoding="utf-8")
-
-    def on_worker_shutdown(self, **_: Any) -> None:
-        settings, poller = self.settings, self.poller
-        if settings is None:
-            return
-        if poller is not None:
-            poller.stop()
-        runtime.reset()
-        if settings.ready_file:
-            Path(settings.ready_file).unlink(missing_ok=True)
+        self.lifecycle.activate(settings)
 
     def _consumes_alerts(self) -> bool:
         queues = self.app.amqp.queues

@@ -33,7 +33,8 @@ class Received:
 
     @property
     def subject(self) -> str:
-        return str(self.message["Subject"] or "")
+        # strip(): a long subject is folded onto a continuation line, which the parser keeps a space of.
+        return str(self.message["Subject"] or "").strip()
 
     def text(self) -> str:
         part = self.message.get_body(preferencelist=("plain",))

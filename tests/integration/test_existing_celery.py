@@ -79,7 +79,7 @@ def test_applications_own_worker_with_configure_mails_alerts_and_digests(
     assert len(mail_sink.settle(quiet=1.0)) == 2
     output = worker.output()
     assert ".> app:         shop:" in output  # the application's worker (its banner), not alerting.worker's
-    assert f"celery-alerting: shop delivers alerts from queue {queue}" in output
+    assert f"celery-alerting: shop delivers alerts; digests to queue {queue}" in output
 
 
 def test_applications_own_worker_without_a_state_url_refuses_to_start_naming_it(
