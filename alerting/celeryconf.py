@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerting.sentinel import kombu_broker
 from alerting.settings import WorkerSettings
-from alerting.tls import broker_ssl_options, broker_url_without_ssl
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:
     visibility = settings.visibility_timeout
+    broker = kombu_broker(settings.broker_url, ca_file=settings.redis_ca_file)
     # kombu sweeps unacked messages back to the queue only every restore_interval x restore_throttle seconds
     # (~100 s by default); sweep often enough that a lost worker's alert comes back soon after the timeout.
     restore_interval = int(max(1, min(30, visibility // 5)))
     return {
-        "broker_url": broker_url_without_ssl(settings.broker_url),
-        "broker_use_ssl": broker_ssl_options(settings.broker_url, ca_file=settings.redis_ca_file),
+        "broker_url": broker.url,
+        "broker_use_ssl": broker.use_ssl,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": visibility,
@@ -23,6 +24,7 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
             "socket_timeout": 15.0,
             "socket_connect_timeout": 5.0,
+            **broker.transport_options,
         },
         # JSON only: a pickled message on the alerts queue is refused before it is deserialised.
         "task_serializer": "json",

@@ -16,7 +16,7 @@ DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 DEFAULT_QUEUE = "alerts"
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel", "memory")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
@@ -30,9 +30,13 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(setting, "must be a URL such as redis://localhost:6379/0")
     value = value.strip()
-    scheme = urlsplit(value).scheme.split("+")[0]
+    scheme = urlsplit(value.split(";", 1)[0]).scheme.split("+")[0]
     if scheme not in schemes:
         raise ConfigError(setting, f"unsupported scheme {scheme!r}; expected one of {', '.join(schemes)}")
+    if scheme == "sentinel":
+        from alerting.sentinel import parse_sentinel
+
+        parse_sentinel(setting, value)  # fail at start, naming the setting, rather than at the first alert
     return value
 
 

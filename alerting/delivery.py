@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from typing import Any, Protocol
 
 from alerting.backoff import backoff_delay
 from alerting.config import Rate
 from alerting.errors import DeliveryError, PayloadError, PermanentDeliveryError, StoreError
+from alerting.mime import Email
 from alerting.render import MailConfig, alert_subject, render_alert, render_digest, render_summary
 from alerting.schema import parse
 from alerting.stores import Occurrence, StateStore
@@ -29,7 +29,7 @@ log = logging.getLogger("alerting.delivery")
 
 
 class Sender(Protocol):
-    def send(self, msg: EmailMessage) -> None: ...
+    def send(self, msg: Email) -> None: ...
 
 
 class Events(Protocol):
@@ -160,7 +160,7 @@ class Deliverer:
 
     # -- shared ----------------------------------------------------------------------------------------------
     def _send(
-        self, msg: EmailMessage, key: str, kind: str, attempt: int, original: object, *, created: float | None
+        self, msg: Email, key: str, kind: str, attempt: int, original: object, *, created: float | None
     ) -> Outcome:
         try:
             self.sender.send(msg)

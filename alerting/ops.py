@@ -19,10 +19,10 @@ from alerting.errors import AlertingError
 from alerting.payload import build, fingerprint
 from alerting.publisher import finalize
 from alerting.redact import Redactor
+from alerting.sentinel import kombu_broker
 from alerting.settings import Connections
 from alerting.stores import OutboxItem, StoreConfig
 from alerting.stores.redis_store import RedisStore, connect
-from alerting.tls import broker_ssl_options, broker_url_without_ssl
 from alerting.transport import CeleryTransport, publisher_app
 
 CHECK_TIMEOUT = 3.0
@@ -195,11 +195,13 @@ def replay_dead_letters(conn: Connections, *, limit: int) -> ReplayReport:
 
 # -- helpers ---------------------------------------------------------------------------------------------------
 def _broker(conn: Connections) -> Connection:
+    broker = kombu_broker(conn.broker_url, ca_file=conn.redis_ca_file)
+    timeouts = {"socket_timeout": CHECK_TIMEOUT, "socket_connect_timeout": CHECK_TIMEOUT, "max_retries": 0}
     return Connection(
-        broker_url_without_ssl(conn.broker_url),
+        broker.url,
         connect_timeout=CHECK_TIMEOUT,
-        ssl=broker_ssl_options(conn.broker_url, ca_file=conn.redis_ca_file) or False,
-        transport_options={"socket_timeout": CHECK_TIMEOUT, "socket_connect_timeout": CHECK_TIMEOUT, "max_retries": 0},
+        ssl=broker.use_ssl or False,
+        transport_options={**timeouts, **broker.transport_options},
     )
 
 

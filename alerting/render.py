@@ -1,4 +1,4 @@
-"""Alerts, digests and summaries → ``EmailMessage`` (plain text with an HTML alternative). Pure.
+"""Alerts, digests and summaries → email messages (plain text with an HTML alternative). Pure.
 
 Everything that comes from a log record is untrusted: subjects lose CR, LF, NUL and other control
 characters before they reach a header, and every value is HTML-escaped in the HTML part.
@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from alerting.mime import Email
 from alerting.schema import Alert
 
 SUBJECT_MAX = 150
@@ -59,7 +59,7 @@ def human_duration(seconds: float) -> str:
 
 
 # -- the three kinds of mail ------------------------------------------------------------------------------
-def render_alert(alert: Alert, mail: MailConfig) -> EmailMessage:
+def render_alert(alert: Alert, mail: MailConfig) -> Email:
     intro = f"{alert.level} in {alert.logger}" + (f" ({alert.service})" if alert.service else "")
     sections = _alert_sections(alert)
     if alert.count > 1:
@@ -67,7 +67,7 @@ def render_alert(alert: Alert, mail: MailConfig) -> EmailMessage:
     return _message(mail, alert_subject(alert, mail.subject_prefix), intro, alert.message, sections, alert)
 
 
-def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> EmailMessage:
+def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> Email:
     count = int(body["count"])
     span = human_duration(float(body["window_end"]) - float(body["window_start"]))
     subject = clean_header_text(f"{mail.subject_prefix}[{sample.level}] {sample.logger}: {first_line(sample.message)}")
@@ -79,11 +79,10 @@ def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> Emai
     )
     sections = [("Occurrences", str(count)), *_alert_sections(sample)]
     msg = _message(mail, subject, intro, sample.message, sections, sample)
-    msg["X-Alerting-Digest-Count"] = str(count)  # for mail filters (and tests): occurrences this digest reports
-    return msg
+    return msg.with_header("X-Alerting-Digest-Count", str(count))  # for mail filters (and tests)
 
 
-def render_summary(body: dict[str, Any], mail: MailConfig, rate: str) -> EmailMessage:
+def render_summary(body: dict[str, Any], mail: MailConfig, rate: str) -> Email:
     entries: list[dict[str, Any]] = sorted(body.get("entries") or [], key=lambda e: -int(e.get("count", 0)))
     total = sum(int(e.get("count", 0)) for e in entries)
     subject = clean_header_text(
@@ -149,19 +148,19 @@ def _message(
     message: str,
     sections: Sequence[tuple[str, str]],
     alert: Alert | None,
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = mail.mail_from
-    msg["To"] = ", ".join(mail.mail_to)
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=mail.mail_from.rpartition("@")[2] or None)
-    # RFC 3834: tells vacation responders and ticket systems not to answer an automated message.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
+) -> Email:
+    headers = [
+        ("Subject", subject),
+        ("From", mail.mail_from),
+        ("To", ", ".join(mail.mail_to)),
+        ("Date", formatdate(usegmt=True)),
+        ("Message-ID", make_msgid(domain=mail.mail_from.rpartition("@")[2] or None)),
+        # RFC 3834: tells vacation responders and ticket systems not to answer an automated message.
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+    ]
     if alert is not None:
-        msg["X-Alerting-Fingerprint"] = alert.fingerprint
-        msg["X-Alerting-Id"] = alert.id
+        headers += [("X-Alerting-Fingerprint", alert.fingerprint), ("X-Alerting-Id", alert.id)]
     text = [intro, ""]
     if message:
         text += [message, ""]
@@ -171,10 +170,8 @@ def _message(
             text += ["", f"{title}:", *(f"    {line}" for line in value.splitlines()), ""]
         else:
             text.append(f"{title + ':':<{width}}{value}")
-    msg.set_content("\n".join(text))
     colour = accent(alert.levelno) if alert is not None else _NEUTRAL
-    msg.add_alternative(_html(subject, intro, message, sections, colour), subtype="html")
-    return msg
+    return Email(tuple(headers), "\n".join(text), _html(subject, intro, message, sections, colour))
 
 
 _CSS_TH = "text-align:left;vertical-align:top;padding:6px 12px 6px 0;color:#57606a;font-weight:600;white-space:nowrap"

@@ -12,9 +12,9 @@ import smtplib
 import socket
 import ssl
 import threading
-from email.message import EmailMessage
 
 from alerting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from alerting.mime import Email
 from alerting.settings import SMTPSettings
 
 log = logging.getLogger("alerting.smtp")
@@ -85,13 +85,13 @@ class SMTPSender:
         self._lock = threading.Lock()
         self.connections_opened = 0
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: Email) -> None:
         with self._lock:
             for _ in range(2):
                 reused = self._conn is not None
                 try:
                     conn = self._conn or self._connect()
-                    refused = conn.send_message(msg, self.mail_from, list(self.mail_to))
+                    refused = conn.sendmail(self.mail_from, list(self.mail_to), msg.as_bytes())
                 except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                     self._drop()
                     if reused:  # the server closed an idle connection: one fresh try, at once

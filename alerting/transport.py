@@ -24,6 +24,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from alerting.payload import Payload
+from alerting.sentinel import kombu_broker
 from alerting.tls import broker_ssl_options, broker_url_without_ssl
 
 TASK_NAME = "alerting.deliver"
@@ -58,7 +59,8 @@ def preload(broker_url: str) -> None:
     """
     # Resolves the transport class; connecting is lazy. The TLS options only spare a (false) warning about rediss
     # "defaulting to insecure SSL": this connection object is never used.
-    Connection(broker_url_without_ssl(broker_url), ssl=broker_ssl_options(broker_url) or False)
+    broker = kombu_broker(broker_url)
+    Connection(broker.url, ssl=broker.use_ssl or False, transport_options=broker.transport_options)
 
 
 def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: int = 1) -> Celery:
@@ -66,11 +68,13 @@ def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: in
 
     One publisher thread needs one connection (``pool_limit``); remote control (``control.ping``) needs two.
     """
-    app = Celery("alerting-publisher", broker=broker_url_without_ssl(broker_url), set_as_current=False)
+    broker = kombu_broker(broker_url, ca_file=ca_file)
+    app = Celery("alerting-publisher", broker=broker.url, set_as_current=False)
     transport_options: dict[str, Any] = {
         "socket_timeout": FAIL_FAST_TIMEOUT,
         "socket_connect_timeout": FAIL_FAST_TIMEOUT,
         "max_retries": 0,
+        **broker.transport_options,
     }
     app.conf.update(
         broker_connection_timeout=FAIL_FAST_TIMEOUT,
@@ -78,7 +82,7 @@ def publisher_app(broker_url: str, *, ca_file: str | None = None, pool_limit: in
         broker_connection_max_retries=0,
         broker_transport_options=transport_options,
         broker_pool_limit=pool_limit,
-        broker_use_ssl=broker_ssl_options(broker_url, ca_file=ca_file),
+        broker_use_ssl=broker.use_ssl,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

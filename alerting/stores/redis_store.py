@@ -15,8 +15,10 @@ from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import redis
+from redis.sentinel import Sentinel
 
 from alerting.errors import StoreError
+from alerting.sentinel import is_sentinel, parse_sentinel
 from alerting.stores import Occurrence, OutboxItem, StoreConfig, StoreStatus
 from alerting.throttle import Verdict
 from alerting.tls import redis_client_ssl_kwargs
@@ -44,7 +46,24 @@ def _mapped(method: Callable[P, R]) -> Callable[P, R]:
 
 
 def connect(url: str, *, ca_file: str | None = None, timeout: float = 5.0) -> redis.Redis:
-    """A client with timeouts (redis-py has none by default) and TLS verification for rediss://."""
+    """A client with timeouts (redis-py has none by default), TLS verification for rediss://, and the current
+    master for sentinel:// URLs (followed across failovers)."""
+    if is_sentinel(url):
+        s = parse_sentinel("ALERTING_STATE_URL", url)
+        sentinels = Sentinel(  # type: ignore[no-untyped-call]
+            list(s.hosts),
+            socket_timeout=timeout,
+            sentinel_kwargs={"password": s.password, "socket_timeout": timeout} if s.password else None,
+        )
+        master: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+            s.master_name,
+            db=s.db,
+            password=s.password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        return master
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,

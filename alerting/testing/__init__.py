@@ -16,13 +16,17 @@ further, for end-to-end tests with a real SMTP server and worker.
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 from collections.abc import Iterator
+from email.message import EmailMessage
 from typing import Any
 
 from alerting import handler as _handler
+from alerting.mime import Email
 from alerting.payload import Payload
 
-__all__ = ["CapturedAlerts", "capture_alerts"]
+__all__ = ["CapturedAlerts", "capture_alerts", "received"]
 
 
 class CapturedAlerts(list[Payload]):
@@ -54,3 +58,11 @@ def capture_alerts() -> Iterator[CapturedAlerts]:
         yield captured
     finally:
         _handler.set_capture(previous)
+
+
+def received(msg: Email) -> EmailMessage:
+    """A rendered alert email as the recipient's mail client reads it (``get_body``, decoded headers)."""
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    if not isinstance(parsed, EmailMessage):  # pragma: no cover - policy.default always builds EmailMessage
+        raise TypeError(type(parsed).__name__)
+    return parsed

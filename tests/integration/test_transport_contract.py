@@ -17,7 +17,9 @@ VARYING_HEADERS = {"id", "root_id", "argsrepr", "origin"}  # per message or per 
 VARYING_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag"}
 
 
-def test_redis_transport_writes_the_message_celery_writes(redis_url: str, redis_client: redis.Redis, queue: str) -> None:
+def test_redis_transport_writes_the_message_celery_writes(
+    redis_url: str, redis_client: redis.Redis, queue: str
+) -> None:
     payload = build_payload(make_record("order %s failed", (17,)))
     celery = CeleryTransport(publisher_app(redis_url), f"{queue}-celery", owned=True)
     ours = RedisTransport(redis_url, f"{queue}-ours")

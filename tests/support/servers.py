@@ -6,8 +6,10 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import redis
 
@@ -140,3 +142,48 @@ def wait_for_port_free(port: int, timeout: float = 5.0) -> None:
                 continue
             return
     raise TimeoutError(f"port {port} still busy")
+
+
+class SentinelServer:
+    """A real Redis Sentinel (redis-server --sentinel) monitoring ``master`` under ``name``."""
+
+    def __init__(self, master: RedisServer, name: str = "alerts-master") -> None:
+        self.master = master
+        self.name = name
+        self.port = free_port()
+        self._dir = tempfile.mkdtemp(prefix="alerting-sentinel-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"sentinel://127.0.0.1:{self.port}/0?master_name={self.name}"
+
+    def start(self) -> SentinelServer:
+        conf = Path(self._dir) / "sentinel.conf"  # sentinel rewrites its config file: it must be writable
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 1\n"
+        )
+        self.proc = subprocess.Popen(
+            [self.master.binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if client.execute_command("SENTINEL", "get-master-addr-by-name", self.name):
+                    return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis sentinel did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def __enter__(self) -> SentinelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -137,7 +137,13 @@ def test_resolve_broker_url_falls_back_to_the_environment_then_local_redis() -> 
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://:pw@host:6379/0", "amqp://guest:guest@rabbit:5672//", "sentinel://s1:26379", "memory://"]
+    "url",
+    [
+        "redis://:pw@host:6379/0",
+        "amqp://guest:guest@rabbit:5672//",
+        "sentinel://s1:26379/0?master_name=mymaster",
+        "memory://",
+    ],
 )
 def test_resolve_broker_url_accepts_celery_broker_schemes(url: str) -> None:
     assert resolve_broker_url(url, {}) == url

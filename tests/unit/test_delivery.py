@@ -11,10 +11,12 @@ import pytest
 
 from alerting.config import Rate
 from alerting.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.mime import Email
 from alerting.render import MailConfig
 from alerting.smtp import classify
 from alerting.stores import StoreConfig
 from alerting.stores.memory import MemoryStore
+from alerting.testing import received
 from tests.unit.factories import FakeClock, make_payload
 
 MAIL = MailConfig(mail_from="alerts@example.com", mail_to=("ops@example.com",))
@@ -29,12 +31,12 @@ class RecordingSender:
         self.attempts = 0
         self.sent: list[EmailMessage] = []
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: Email) -> None:
         self.attempts += 1
         if self.failures:
             # As SMTPSender does: smtplib's exceptions reach the deliverer already classified.
             raise classify(self.failures.pop(0))
-        self.sent.append(msg)
+        self.sent.append(received(msg))  # as the recipient's mail client reads it
 
     @property
     def subjects(self) -> list[str]:
