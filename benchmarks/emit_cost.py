@@ -1,29 +1,37 @@
-"""What ``AlertHandler`` costs the calling thread, next to the stdlib's cheapest hand-off, and how long an alert
-takes to reach the SMTP server.
+"""What ``AlertHandler.emit()`` costs the calling thread, next to the stdlib's cheapest hand-off, ``QueueHandler``.
 
-Part 1, emit cost: ``logger.critical(...)`` timed per call (``time.perf_counter_ns``) through three handlers in
-the same run, blocks interleaved A/B/C then C/B/A to cancel drift: ``NullHandler`` (logging's own cost:
-building the LogRecord), stdlib ``QueueHandler`` on a plain ``queue.Queue`` with no listener, and
-``AlertHandler`` publishing to a real Redis queue (nobody consumes it; it is emptied between blocks), so its
-publisher thread is busy while the calls are timed. Records: plain message, or with ``exc_info``; messages
-identical (one fingerprint: coalesced in the app) or distinct (an f-string per call: one fingerprint each).
+Every ``logger.critical(...)`` call is timed on its own (``time.perf_counter_ns``); handlers take turns in blocks,
+interleaved A/B/C then C/B/A to cancel drift, all in one run.
 
-Part 2, end to end: separate alerts (distinct fingerprints, rate limit off) spaced apart, through a real
-worker to a fast SMTP sink; from the ``critical()`` call to the server accepting the mail.
+Part 1, back to back: blocks of ``--calls`` calls in a tight loop through ``NullHandler`` (logging's own cost:
+building the LogRecord), ``QueueHandler`` on a plain ``queue.Queue`` with no listener, and ``AlertHandler``
+publishing to a real Redis queue. Records: plain message or with ``exc_info``; identical messages (one fingerprint:
+coalesced in the app, so the publisher is idle) or distinct ones (an f-string per call: a fingerprint each). A tight
+loop never releases the GIL, so with distinct messages the publisher thread hardly runs: the buffer (1000) fills and
+the calls take the drop path. That is a flood, not a busy publisher.
 
-    .venv/bin/python benchmarks/emit_cost.py [--calls 20000] [--reps 4] [--json F]
+Part 2, publisher busy (the goal's condition): distinct plain messages, each call followed by
+``time.sleep(--gap)``, which releases the GIL as an application thread's I/O would. The publisher uses those gaps
+and publishes continuously while the calls are timed: the table shows what it published during the blocks, how
+much it dropped, and its thread's CPU time as a share of the block's wall time. Same loop, same gaps for
+``NullHandler``, ``QueueHandler`` (no listener: the goal's yardstick), and, for comparison, a ``QueueHandler``
+whose ``QueueListener`` is busy too (it LPUSHes each record's JSON to Redis, one round trip per record: what a
+stdlib-only setup would do).
+
+    .venv/bin/python benchmarks/emit_cost.py [--calls 20000] [--reps 3] [--busy-calls 4000] [--gap 5e-5] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
+import threading
 import time
 import uuid
 from array import array
@@ -33,14 +41,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import redis
 from measure import Summary, duration, table
-from stack import Isolation, RedisUnavailable, alert_worker, broker_url, require_redis
+from stack import Isolation, RedisUnavailable, broker_url, require_redis
 
 from alerting import AlertHandler
-from alerting.testing.mailsink import MailSink
 
 HANDLERS = ("null", "queue", "alert")
-HANDLER_LABELS = {"null": "NullHandler", "queue": "QueueHandler", "alert": "AlertHandler"}
+BUSY_HANDLERS = ("null", "queue", "queue_busy", "alert")
+HANDLER_LABELS = {
+    "null": "NullHandler",
+    "queue": "QueueHandler",
+    "queue_busy": "QueueHandler, listener busy",
+    "alert": "AlertHandler",
+}
 CASES = (("plain", "identical"), ("plain", "distinct"), ("exc_info", "identical"), ("exc_info", "distinct"))
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType]
@@ -62,7 +76,7 @@ def _exc_info() -> ExcInfo:
 
 
 def timed_block(logger: logging.Logger, calls: int, kind: str, messages: str, exc: ExcInfo) -> array[int]:
-    """``calls`` critical() calls, each timed on its own. The message is built before the clock starts."""
+    """``calls`` critical() calls back to back, each timed on its own. The message is built before the clock starts."""
     samples = array("q", bytes(8 * calls))
     critical = logger.critical
     clock = time.perf_counter_ns
@@ -76,6 +90,55 @@ def timed_block(logger: logging.Logger, calls: int, kind: str, messages: str, ex
     return samples
 
 
+def paced_block(logger: logging.Logger, calls: int, gap: float) -> array[int]:
+    """``calls`` critical() calls with distinct plain messages, each followed by ``time.sleep(gap)`` (untimed)."""
+    samples = array("q", bytes(8 * calls))
+    critical = logger.critical
+    clock = time.perf_counter_ns
+    sleep = time.sleep
+    token = uuid.uuid4().hex[:6]
+    for i in range(calls):
+        msg = f"payment provider timed out (order {token}-{i})"
+        t0 = clock()
+        critical(msg)
+        samples[i] = clock() - t0
+        sleep(gap)
+    return samples
+
+
+def thread_cpu_seconds(native_id: int | None) -> float | None:
+    """CPU time (user + system) of one thread of this process so far (Linux; None elsewhere)."""
+    if native_id is None:
+        return None
+    try:
+        stat = Path(f"/proc/self/task/{native_id}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RedisListHandler(logging.Handler):
+    """Behind a ``QueueListener``: each record as JSON, one LPUSH (one round trip) per record."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__()
+        self.client = redis.Redis.from_url(url, socket_timeout=5.0)
+        self.key = key
+        self.handled = 0
+        self.native_id: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.native_id = threading.get_native_id()
+        body = {"name": record.name, "levelno": record.levelno, "created": record.created, "msg": record.getMessage()}
+        self.client.lpush(self.key, json.dumps(body))
+        self.handled += 1
+
+    def close(self) -> None:
+        self.client.close()
+        super().close()
+
+
 @dataclass
 class CaseResult:
     kind: str
@@ -84,8 +147,8 @@ class CaseResult:
     rep_p50s: dict[str, list[float]] = field(default_factory=dict)  # handler -> p50 of each repetition
     alert_stats: dict[str, int] = field(default_factory=dict)  # AlertHandler counters over this case's blocks
 
-    def ratio(self, attr: str, minus_null: bool = False) -> float | None:
-        a, q, n = (self.summaries.get(h) for h in ("alert", "queue", "null"))
+    def ratio(self, attr: str, minus_null: bool = False, over: str = "queue") -> float | None:
+        a, q, n = (self.summaries.get(h) for h in ("alert", over, "null"))
         if a is None or q is None:
             return None
         top, bottom = getattr(a, attr), getattr(q, attr)
@@ -93,13 +156,35 @@ class CaseResult:
             top, bottom = top - getattr(n, attr), bottom - getattr(n, attr)
         return top / bottom if bottom > 0 else None
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "messages": self.messages,
+            "summaries": {h: asdict(s) if s else None for h, s in self.summaries.items()},
+            "rep_p50s": self.rep_p50s,
+            "ratio_p50": self.ratio("p50"),
+            "ratio_p99": self.ratio("p99"),
+            "ratio_p50_minus_null": self.ratio("p50", minus_null=True),
+            "alert_stats": self.alert_stats,
+        }
+
 
 @dataclass
-class EndToEnd:
-    alerts: int
-    spacing: float
-    delivered: int
-    latency: Summary | None
+class BusyResult(CaseResult):
+    """Part 2. ``threads``: per handler with a thread of its own, what that thread did during the timed blocks."""
+
+    gap: float = 0.0
+    calls_per_s: dict[str, float] = field(default_factory=dict)  # handler -> calls per second of wall time
+    threads: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "gap": self.gap,
+            "calls_per_s": self.calls_per_s,
+            "threads": self.threads,
+            "ratio_p50_vs_busy_listener": self.ratio("p50", over="queue_busy"),
+        }
 
 
 @dataclass
@@ -107,35 +192,28 @@ class EmitReport:
     calls: int
     reps: int
     cases: list[CaseResult]
-    e2e: EndToEnd | None
+    busy: BusyResult | None
+    busy_calls: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        def summary(s: Summary | None) -> dict[str, float] | None:
-            return asdict(s) if s else None
-
         return {
             "calls": self.calls,
             "reps": self.reps,
-            "cases": [
-                {
-                    "kind": c.kind,
-                    "messages": c.messages,
-                    "summaries": {h: summary(s) for h, s in c.summaries.items()},
-                    "rep_p50s": c.rep_p50s,
-                    "ratio_p50": c.ratio("p50"),
-                    "ratio_p99": c.ratio("p99"),
-                    "ratio_p50_minus_null": c.ratio("p50", minus_null=True),
-                    "alert_stats": c.alert_stats,
-                }
-                for c in self.cases
-            ],
-            "e2e": None
-            if self.e2e is None
-            else {**asdict(self.e2e), "latency": summary(self.e2e.latency) if self.e2e.latency else None},
+            "busy_calls": self.busy_calls,
+            "cases": [c.to_json() for c in self.cases],
+            "busy": self.busy.to_json() if self.busy else None,
         }
 
 
+def _quiet_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
 def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Part 1: back-to-back blocks for every record kind."""
     iso = Isolation.fresh(url, "emitcost")
     alert = AlertHandler(broker_url=url, queue=iso.queue)
     handlers: dict[str, logging.Handler] = {
@@ -143,9 +221,7 @@ def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None
         "queue": logging.handlers.QueueHandler(queue.Queue()),
         "alert": alert,
     }
-    logger = logging.getLogger("bench.emit")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
+    logger = _quiet_logger("bench.emit")
     exc = _exc_info()
 
     def between_blocks() -> None:
@@ -167,7 +243,7 @@ def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None
         for rep in range(reps):
             order = HANDLERS if rep % 2 == 0 else HANDLERS[::-1]
             if progress:
-                progress(f"emit cost: repetition {rep + 1}/{reps}")
+                progress(f"emit cost, back to back: repetition {rep + 1}/{reps}")
             for index, case in enumerate(results):
                 for name in order:
                     logger.handlers = [handlers[name]]
@@ -192,131 +268,223 @@ def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None
     return results
 
 
-def measure_end_to_end(url: str, alerts: int = 50, spacing: float = 0.1) -> EndToEnd:
-    """Separate alerts through a real worker to a fast SMTP sink: critical() call -> SMTP server accepted it."""
-    iso = Isolation.fresh(url, "e2e")
-    logger = logging.getLogger("bench.e2e")
-    logger.propagate = False
-    token = uuid.uuid4().hex[:6]
-    sent: dict[str, float] = {}
+def measure_busy(
+    url: str, calls: int, reps: int, gap: float, progress: Callable[[str], None] | None = None
+) -> BusyResult:
+    """Part 2: distinct plain messages, a GIL-releasing gap after each call, the publisher publishing throughout."""
+    iso = Isolation.fresh(url, "emitbusy")
+    listener_key = f"{iso.queue}-listener"
+    before_threads = set(threading.enumerate())
+    alert = AlertHandler(broker_url=url, queue=iso.queue)
+    logger = _quiet_logger("bench.emit.busy")
+    result = BusyResult("plain", "distinct, paced", gap=gap)
+    pooled: dict[str, list[array[int]]] = {}
+    totals: dict[str, dict[str, float]] = {}
+
+    def run_block(name: str, n: int, record: bool) -> None:
+        listener: logging.handlers.QueueListener | None = None
+        sink: RedisListHandler | None = None
+        handler: logging.Handler
+        if name == "null":
+            handler = logging.NullHandler()
+        elif name == "queue":
+            handler = logging.handlers.QueueHandler(queue.Queue())
+        elif name == "queue_busy":
+            records: queue.Queue[logging.LogRecord] = queue.Queue()
+            sink = RedisListHandler(url, listener_key)
+            listener = logging.handlers.QueueListener(records, sink)
+            listener.start()
+            handler = logging.handlers.QueueHandler(records)
+        else:
+            handler = alert
+        publisher = next(
+            (t for t in threading.enumerate() if t.name == "alerting-publisher" and t not in before_threads), None
+        )
+        stats_before = alert.stats()
+        tid = publisher.native_id if name == "alert" and publisher else None
+        cpu_before = thread_cpu_seconds(tid)
+        logger.handlers = [handler]
+        started = time.perf_counter()
+        samples = paced_block(logger, n, gap)
+        wall = time.perf_counter() - started
+        logger.handlers = []
+        if sink is not None:
+            tid = sink.native_id
+            cpu_before = 0.0  # the listener thread was started for this block
+        cpu_after = thread_cpu_seconds(tid)
+        if record:
+            pooled.setdefault(name, []).append(samples)
+            rep_summary = Summary.of_ns(samples)
+            result.rep_p50s.setdefault(name, []).append(rep_summary.p50 if rep_summary else 0.0)
+            total = totals.setdefault(name, {"calls": 0, "wall": 0.0})
+            total["calls"] += n
+            total["wall"] += wall
+            if cpu_before is not None and cpu_after is not None:
+                total["thread_cpu"] = total.get("thread_cpu", 0.0) + cpu_after - cpu_before
+            if name == "alert":
+                stats_after = alert.stats()
+                for key in ("published", "dropped", "coalesced"):
+                    total[key] = total.get(key, 0) + stats_after[key] - stats_before[key]
+            if sink is not None:
+                total["published"] = total.get("published", 0) + sink.handled
+        if listener is not None and sink is not None:
+            listener.handlers = ()  # stop() would otherwise handle everything still queued first
+            listener.stop()
+            sink.close()
+        alert.flush(10.0)
+        iso.drop_queue()
+        redis_client = redis.Redis.from_url(url)
+        redis_client.delete(listener_key)
+        redis_client.close()
+        gc.collect()
+
     try:
-        with MailSink() as sink, alert_worker(iso, sink, ALERTING_RATE_LIMIT="off"):
-            handler = AlertHandler(broker_url=url, queue=iso.queue)
-            logger.handlers = [handler]
-            try:
-                logger.critical(f"e2e warm-up {token}")  # connects the publisher; not counted
-                sink.wait_for(1, timeout=15)
-                for i in range(alerts):
-                    tag = f"e2e probe {i:03d} {token}"  # a distinct template: a fingerprint of its own
-                    sent[tag] = time.time()
-                    logger.critical(tag)
-                    time.sleep(spacing)
-                with_timeout = 15 + alerts * 0.1
-                with contextlib.suppress(TimeoutError):  # reported as fewer delivered
-                    sink.wait_for(alerts + 1, timeout=with_timeout)
-                received = list(sink.received)
-            finally:
-                logger.handlers = []
-                handler.close()
+        for name in BUSY_HANDLERS:  # warm-up: connections, the publisher thread, caches
+            run_block(name, min(calls, 1000), record=False)
+        for rep in range(reps):
+            if progress:
+                progress(f"emit cost, publisher busy: repetition {rep + 1}/{reps}")
+            for name in BUSY_HANDLERS if rep % 2 == 0 else BUSY_HANDLERS[::-1]:
+                run_block(name, calls, record=True)
     finally:
+        logger.handlers = []
+        alert.close()
         iso.cleanup()
-    latencies = []
-    for r in received:
-        probe = next((t for t in sent if t in r.subject), None)
-        if probe is not None:
-            latencies.append(r.at - sent.pop(probe))
-    return EndToEnd(alerts, spacing, len(latencies), Summary.of(latencies))
+    for name in BUSY_HANDLERS:
+        result.summaries[name] = Summary.of_ns([ns for block in pooled.get(name, []) for ns in block])
+        total = totals.get(name, {})
+        if total.get("wall"):
+            result.calls_per_s[name] = total["calls"] / total["wall"]
+            if "thread_cpu" in total:
+                result.threads[name] = {
+                    "cpu_share": total["thread_cpu"] / total["wall"],
+                    "published": total.get("published", 0),
+                    "dropped": total.get("dropped", 0),
+                    "calls": total["calls"],
+                }
+    result.alert_stats = {k: int(totals.get("alert", {}).get(k, 0)) for k in ("published", "coalesced", "dropped")}
+    return result
 
 
 def run(
     url: str | None = None,
     *,
     calls: int = 20_000,
-    reps: int = 4,
-    e2e_alerts: int = 50,
-    e2e_spacing: float = 0.1,
+    reps: int = 3,
+    busy_calls: int = 4_000,
+    gap: float = 50e-6,
     progress: Callable[[str], None] | None = None,
 ) -> EmitReport:
     url = url or broker_url()
     require_redis(url)
-    cases = measure_emit(url, calls, reps, progress)
-    if progress and e2e_alerts:
-        progress(f"end to end: {e2e_alerts} alerts, {e2e_spacing:g} s apart")
-    e2e = measure_end_to_end(url, e2e_alerts, e2e_spacing) if e2e_alerts else None
-    return EmitReport(calls, reps, cases, e2e)
+    cases = measure_emit(url, calls, reps, progress) if calls else []
+    busy = measure_busy(url, busy_calls, reps, gap, progress) if busy_calls else None
+    return EmitReport(calls, reps, cases, busy, busy_calls)
 
 
 def _ratio(value: float | None) -> str:
     return f"{value:.2f}x" if value is not None else "-"
 
 
+def _p50_p99(s: Summary | None) -> str:
+    return f"{duration(s.p50)} / {duration(s.p99)}" if s else "-"
+
+
+def _spread(values: Sequence[float]) -> str:
+    return f"{duration(min(values))}..{duration(max(values))}" if values else "-"
+
+
 def report(result: EmitReport) -> str:
-    rows = []
-    for c in result.cases:
-        row: list[object] = [f"{c.kind}, {c.messages}"]
-        for name in HANDLERS:
-            s = c.summaries.get(name)
-            row.append(f"{duration(s.p50)} / {duration(s.p99)}" if s else "-")
-        spread = c.rep_p50s.get("alert", [])
-        row += [
-            _ratio(c.ratio("p50")),
-            _ratio(c.ratio("p99")),
-            _ratio(c.ratio("p50", minus_null=True)),
-            f"{duration(min(spread))}..{duration(max(spread))}" if spread else "-",
-            "/".join(str(c.alert_stats.get(k, 0)) for k in ("published", "coalesced", "dropped")),
+    lines = []
+    if result.cases:
+        rows = []
+        for c in result.cases:
+            row: list[object] = [f"{c.kind}, {c.messages}"]
+            row += [_p50_p99(c.summaries.get(name)) for name in HANDLERS]
+            row += [
+                _ratio(c.ratio("p50")),
+                _ratio(c.ratio("p99")),
+                _ratio(c.ratio("p50", minus_null=True)),
+                _spread(c.rep_p50s.get("alert", [])),
+                "/".join(str(c.alert_stats.get(k, 0)) for k in ("published", "coalesced", "dropped")),
+            ]
+            rows.append(row)
+        headers = [
+            "record, messages",
+            "NullHandler p50/p99",
+            "QueueHandler p50/p99",
+            "AlertHandler p50/p99",
+            "AH/QH p50",
+            "AH/QH p99",
+            "p50 w/o logging",
+            "AH p50 per rep",
+            "publisher in blocks: published/coalesced/dropped",
         ]
-        rows.append(row)
-    headers = [
-        "record, messages",
-        "NullHandler p50/p99",
-        "QueueHandler p50/p99",
-        "AlertHandler p50/p99",
-        "AH/QH p50",
-        "AH/QH p99",
-        "p50 w/o logging",
-        "AH p50 per rep",
-        "AH during blocks: published/coalesced/dropped",
-    ]
-    title = (
-        f"emit cost: logger.critical() per call, {result.calls:,} calls x {result.reps} repetitions per cell, "
-        "interleaved; 'w/o logging' subtracts NullHandler (record creation) from both"
-    )
-    lines = [table(headers, rows, title)]
-    e2e = result.e2e
-    if e2e is not None:
-        lat = e2e.latency
-        lines.append("")
-        lines.append(
-            table(
-                ["end to end (critical() -> SMTP accepted)", "delivered", "p50", "p99", "max"],
+        title = (
+            f"emit cost, part 1, back to back (publisher idle or starved): logger.critical() per call, "
+            f"{result.calls:,} calls x {result.reps} repetitions per cell; 'w/o logging' subtracts NullHandler"
+        )
+        lines.append(table(headers, rows, title))
+    busy = result.busy
+    if busy is not None:
+        rows = []
+        for name in BUSY_HANDLERS:
+            s = busy.summaries.get(name)
+            thread = busy.threads.get(name)
+            did = "-"
+            if thread is not None:
+                did = (
+                    f"{thread['cpu_share']:.0%} CPU; {int(thread['published']):,} of {int(thread['calls']):,} "
+                    f"published, {int(thread['dropped']):,} dropped"
+                )
+            rows.append(
                 [
-                    [
-                        f"{e2e.alerts} separate alerts, {e2e.spacing:g} s apart, 1 worker",
-                        f"{e2e.delivered}/{e2e.alerts}",
-                        duration(lat.p50 if lat else None),
-                        duration(lat.p99 if lat else None),
-                        duration(lat.max if lat else None),
-                    ]
-                ],
+                    HANDLER_LABELS[name],
+                    duration(s.p50 if s else None),
+                    duration(s.p99 if s else None),
+                    _spread(busy.rep_p50s.get(name, [])),
+                    f"{busy.calls_per_s.get(name, 0):,.0f}/s",
+                    did,
+                ]
             )
+        title = (
+            f"emit cost, part 2, publisher busy: distinct plain records, time.sleep({busy.gap:g}) after each call, "
+            f"{result.busy_calls:,} calls x {result.reps} repetitions per handler"
+        )
+        headers = ["handler", "p50", "p99", "p50 per rep", "loop rate", "its thread during the blocks"]
+        if lines:
+            lines.append("")
+        lines.append(table(headers, rows, title))
+        lines.append(
+            f"  AlertHandler/QueueHandler p50: {_ratio(busy.ratio('p50'))}, p99: {_ratio(busy.ratio('p99'))}; "
+            f"AlertHandler/(QueueHandler, listener busy) p50: {_ratio(busy.ratio('p50', over='queue_busy'))}"
         )
     return "\n".join(lines)
 
 
+def goal_figures(result: EmitReport) -> dict[str, float | None]:
+    """The goal's figures: part 2's p50 ratio AlertHandler/QueueHandler and AlertHandler's p99 (seconds)."""
+    busy = result.busy
+    if busy is None:
+        return {"emit_ratio_p50": None, "emit_p99": None}
+    alert = busy.summaries.get("alert")
+    return {"emit_ratio_p50": busy.ratio("p50"), "emit_p99": alert.p99 if alert else None}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=20_000, help="calls per block (default %(default)s)")
-    parser.add_argument("--reps", type=int, default=4, help="repetitions of every block (default %(default)s)")
-    parser.add_argument("--e2e-alerts", type=int, default=50, help="end-to-end alerts; 0 skips the part")
-    parser.add_argument("--e2e-spacing", type=float, default=0.1, help="seconds between them")
+    parser.add_argument("--calls", type=int, default=20_000, help="part 1: calls per block; 0 skips part 1")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of every block (default %(default)s)")
+    parser.add_argument("--busy-calls", type=int, default=4_000, help="part 2: calls per block; 0 skips part 2")
+    parser.add_argument("--gap", type=float, default=50e-6, help="part 2: seconds slept after each call")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     try:
         result = run(
             calls=args.calls,
             reps=args.reps,
-            e2e_alerts=args.e2e_alerts,
-            e2e_spacing=args.e2e_spacing,
+            busy_calls=args.busy_calls,
+            gap=args.gap,
             progress=lambda text: print(text, file=sys.stderr),
         )
     except RedisUnavailable as exc:

@@ -6,6 +6,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The parts of an alert task that probe_worker.py times with BENCH_PROBE_DETAIL=1 (in this order on each line).
+PROBE_PARTS = ("decide", "render", "smtp", "mark_sent")
+
 
 @dataclass(frozen=True)
 class Summary:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from measure import Summary, duration, table
+from measure import Summary, duration, median, table
 from stack import MAIL_FROM, MAIL_TO, Isolation, RedisUnavailable, alert_worker, broker_url, require_redis
 
 from alerting import AlertHandler
@@ -424,33 +424,63 @@ _PLOT_LABELS = {
 }
 
 
-def plot(results: Sequence[VariantResult], scenario: Scenario, path: Path) -> None:
+def plot(runs: Sequence[Sequence[VariantResult]], scenario: Scenario, path: Path) -> None:
+    """Two panels: iterations per variant, critical() p50/p99 per variant (log scale). With several runs, the bars
+    are medians and the whiskers span the runs (min to max)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_PLOT_LABELS.get(r.key, r.label) for r in results]
+    keys = [r.key for r in runs[0]]
+    by_key = {k: [next(r for r in run if r.key == k) for run in runs] for k in keys}
+
+    def spread(values: Sequence[float]) -> tuple[float, float, float]:
+        mid = median(values)
+        return mid, mid - min(values), max(values) - mid
+
+    labels = [_PLOT_LABELS.get(k, by_key[k][0].label) for k in keys]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    several = f", median of {len(runs)} runs (whiskers: min to max)" if len(runs) > 1 else ""
     fig.suptitle(
         f"{scenario.threads} app threads, {scenario.duration:g} s, SMTP server taking {scenario.smtp_delay:g} s "
-        "per message",
+        f"per message{several}",
         fontsize=11,
     )
-    xs = list(range(len(results)))
-    left.bar(xs, [r.iterations for r in results], color="#4c72b0")
+    xs = list(range(len(keys)))
+    iterations = [spread([r.iterations for r in by_key[k]]) for k in keys]
+    base = iterations[keys.index("none")][0] if "none" in keys else None
+    left.bar(
+        xs,
+        [i[0] for i in iterations],
+        yerr=[[i[1] for i in iterations], [i[2] for i in iterations]] if len(runs) > 1 else None,
+        color="#4c72b0",
+        capsize=4,
+    )
     left.set_xticks(xs, labels, fontsize=8)
     left.set_ylabel("loop iterations completed")
     left.set_title("Work done by the application threads")
-    for x, r in zip(xs, results, strict=True):
-        overran = f"\n(threads ran {r.loop_seconds:.1f} s)" if r.loop_seconds > scenario.duration + 0.5 else ""
-        left.annotate(f"{r.iterations:,}{overran}", (x, r.iterations), ha="center", va="bottom", fontsize=8)
+    for x, k, (mid, _, _) in zip(xs, keys, iterations, strict=True):
+        loop = median([r.loop_seconds for r in by_key[k]])
+        share = f" ({100 * mid / base:.0f}%)" if base else ""
+        overran = f"\n(threads ran {loop:.1f} s)" if loop > scenario.duration + 0.5 else ""
+        left.annotate(f"{mid:,.0f}{share}{overran}", (x, mid), ha="center", va="bottom", fontsize=8)
     width = 0.38
-    p50 = [r.latency.p50 * 1e3 if r.latency else 0.0 for r in results]
-    p99 = [r.latency.p99 * 1e3 if r.latency else 0.0 for r in results]
-    for offset, values, name, color in ((-width / 2, p50, "p50", "#55a868"), (width / 2, p99, "p99", "#c44e52")):
-        right.bar([x + offset for x in xs], values, width, label=name, color=color)
-        for x, value in zip(xs, values, strict=True):
+    for offset, which, name, color in ((-width / 2, "p50", "p50", "#55a868"), (width / 2, "p99", "p99", "#c44e52")):
+        values = []
+        for k in keys:
+            ms = [getattr(r.latency, which) * 1e3 for r in by_key[k] if r.latency]
+            values.append(spread(ms) if ms else (0.0, 0.0, 0.0))
+        right.bar(
+            [x + offset for x in xs],
+            [v[0] for v in values],
+            width,
+            yerr=[[v[1] for v in values], [v[2] for v in values]] if len(runs) > 1 else None,
+            label=name,
+            color=color,
+            capsize=3,
+        )
+        for x, (value, _, _) in zip(xs, values, strict=True):
             if value:
                 right.annotate(duration(value / 1e3), (x + offset, value), ha="center", va="bottom", fontsize=7)
     right.set_yscale("log")
@@ -513,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(to_json(results, scenario), indent=2) + "\n", encoding="utf-8")
     if args.plot:
-        plot(results, scenario, args.plot)
+        plot([results], scenario, args.plot)
     return 0
 
 

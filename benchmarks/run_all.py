@@ -1,24 +1,32 @@
-"""Run every benchmark with sensible defaults (about two minutes) and print one combined table.
+"""Run every benchmark, print their tables and one table of the project's performance goals (pass/fail).
 
-Writes the figures to benchmarks/results/latest.json and the problem-scenario plot to docs/problem_scenario.png.
+Writes every figure to benchmarks/results/latest.json and the problem-scenario plot to docs/problem_scenario.png.
+With ``--runs N`` the whole set runs N times; the goals table then shows the median of each figure, with min..max.
 
-    .venv/bin/python benchmarks/run_all.py [--quick]
+    .venv/bin/python benchmarks/run_all.py [--runs 1] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import e2e_latency
 import emit_cost
+import memory
 import problem_scenario
-from measure import duration, table
+import storm
+import throughput
+from measure import duration, median, table
 from stack import RedisUnavailable, broker_url, require_redis
 
 HERE = Path(__file__).resolve().parent
@@ -26,104 +34,339 @@ RESULTS = HERE / "results" / "latest.json"
 PLOT = HERE.parent / "docs" / "problem_scenario.png"
 
 
-def combined(scenario_results: Sequence[problem_scenario.VariantResult], emit: emit_cost.EmitReport) -> str:
-    by_key = {r.key: r for r in scenario_results}
-    base = by_key.get("none")
-    columns = [("smtp", None), ("queue", "queue"), ("alert", "alert")]  # (scenario variant, emit_cost handler)
-    headers = ["figure", "stdlib SMTPHandler", "stdlib QueueHandler", "AlertHandler"]
-
-    def scenario_row(label: str, cell: Callable[[problem_scenario.VariantResult], str]) -> list[str]:
-        return [label] + [cell(by_key[k]) if k in by_key else "-" for k, _ in columns]
-
-    def emit_row(label: str, kind: str, messages: str) -> list[str]:
-        case = next(c for c in emit.cases if (c.kind, c.messages) == (kind, messages))
-        cells = []
-        for _, handler in columns:
-            s = case.summaries.get(handler) if handler else None
-            cells.append(f"{duration(s.p50)} / {duration(s.p99)}" if s else "-")
-        return [label, *cells]
-
-    rows = [
-        scenario_row(
-            "scenario: iterations, % of no handler",
-            lambda r: (
-                f"{r.iterations:,} ({100 * r.iterations / base.iterations:.0f}%)" if base else f"{r.iterations:,}"
-            ),
-        ),
-        scenario_row("scenario: loop ran (asked for the duration)", lambda r: f"{r.loop_seconds:.1f} s"),
-        scenario_row(
-            "scenario: critical() p50 / p99",
-            lambda r: f"{duration(r.latency.p50)} / {duration(r.latency.p99)}" if r.latency else "-",
-        ),
-        scenario_row(
-            "scenario: mails at end / after exit+grace",
-            lambda r: f"{r.delivered_at_end} / {r.delivered_after} of {r.criticals} criticals",
-        ),
-        scenario_row("scenario: first alert -> SMTP accepted", lambda r: duration(r.first_alert_e2e)),
-        emit_row("emit: plain, identical p50 / p99", "plain", "identical"),
-        emit_row("emit: plain, distinct p50 / p99", "plain", "distinct"),
-        emit_row("emit: exc_info, identical p50 / p99", "exc_info", "identical"),
-        emit_row("emit: exc_info, distinct p50 / p99", "exc_info", "distinct"),
-    ]
-    e2e = emit.e2e
-    if e2e is not None and e2e.latency is not None:
-        rows.append(
-            [
-                f"end to end, {e2e.alerts} separate alerts: p50 / p99",
-                "-",
-                "-",
-                f"{duration(e2e.latency.p50)} / {duration(e2e.latency.p99)} ({e2e.delivered}/{e2e.alerts})",
-            ]
-        )
-    return table(headers, rows, "Combined (details above; emit rows: logger.critical() per call, AH vs QH same run)")
+# -- the goals ------------------------------------------------------------------------------------------------
+def _times(v: float) -> str:
+    return f"{v:.2f}x"
 
 
+def _pct(v: float) -> str:
+    return f"{v:.1f}%"
+
+
+def _mib(v: float) -> str:
+    return f"{v:.1f} MiB"
+
+
+def _count(v: float) -> str:
+    return f"{v:g}"
+
+
+_OP_SIGNS = {"<": "<", "<=": "≤", ">=": "≥"}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    key: str  # a key of the per-run figures
+    op: str  # "<", "<=", ">="
+    limit: float
+    fmt: Callable[[float], str]
+
+    def met(self, value: float | None) -> bool:
+        ops: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">=": operator.ge}
+        return value is not None and ops[self.op](value, self.limit)
+
+    def goal_text(self) -> str:
+        return f"{_OP_SIGNS[self.op]} {self.fmt(self.limit)}"
+
+
+@dataclass(frozen=True)
+class Goal:
+    number: int
+    title: str
+    criteria: tuple[Criterion, ...]
+
+
+GOALS = (
+    Goal(
+        1,
+        "emit() with the publisher busy: p50 AlertHandler/QueueHandler; AlertHandler p99",
+        (Criterion("emit_ratio_p50", "<=", 1.0, _times), Criterion("emit_p99", "<", 50e-6, duration)),
+    ),
+    Goal(
+        2,
+        "problem scenario: loop iterations with AlertHandler, % of no handler",
+        (Criterion("scenario_pct", ">=", 97.0, _pct),),
+    ),
+    Goal(
+        3,
+        "end to end, idle machine, critical() -> SMTP accepted: p50; p99",
+        (Criterion("e2e_p50", "<", 0.050, duration), Criterion("e2e_p99", "<", 0.250, duration)),
+    ),
+    Goal(
+        4,
+        "worker throughput, one worker process: % of plain smtplib",
+        (Criterion("throughput_pct", ">=", 60, _pct),),
+    ),
+    Goal(
+        5,
+        "200,000 criticals with Redis down: process growth (worst case)",
+        (Criterion("memory_mib", "<", 20, _mib),),
+    ),
+    Goal(
+        6,
+        "storm of 100,000 identical criticals: broker messages; emails per window",
+        (Criterion("storm_messages", "<", 50, _count), Criterion("storm_emails_per_window", "<=", 2, _count)),
+    ),
+)
+
+FIGURE_LABELS = {
+    "emit_ratio_p50": "1  emit p50 AH/QH",
+    "emit_p99": "1  emit p99 AH",
+    "scenario_pct": "2  scenario % of (a)",
+    "e2e_p50": "3  e2e p50",
+    "e2e_p99": "3  e2e p99",
+    "throughput_pct": "4  throughput % of smtplib",
+    "memory_mib": "5  memory growth",
+    "storm_messages": "6  storm broker messages",
+    "storm_emails_per_window": "6  storm emails per window",
+}
+
+
+# -- one run of everything ---------------------------------------------------------------------------------------
+@dataclass
+class Settings:
+    scenario: problem_scenario.Scenario
+    emit_calls: int
+    emit_reps: int
+    busy_calls: int
+    e2e_alerts: int
+    throughput_alerts: int
+    throughput_trials: int
+    memory_criticals: int
+    storm_criticals: int
+    storm_decisions: int
+
+    @classmethod
+    def default(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(problem_scenario.Scenario(duration=2.0), 2_000, 2, 1_000, 30, 200, 2, 50_000, 20_000, 100)
+        return cls(problem_scenario.Scenario(duration=5.0), 10_000, 3, 4_000, 100, 500, 3, 200_000, 100_000, 300)
+
+
+@dataclass
+class Run:
+    variants: list[problem_scenario.VariantResult]
+    emit: emit_cost.EmitReport
+    e2e: e2e_latency.EndToEnd
+    rate: throughput.Throughput
+    growth: list[memory.MemoryResult]
+    flood: storm.StormResult
+    decision: storm.DecisionCost
+    seconds: float
+
+    def figures(self) -> dict[str, float | None]:
+        by_key = {r.key: r for r in self.variants}
+        none, alert = by_key.get("none"), by_key.get("alert")
+        lat = self.e2e.latency
+        return {
+            **emit_cost.goal_figures(self.emit),
+            "scenario_pct": 100 * alert.iterations / none.iterations if none and alert and none.iterations else None,
+            "e2e_p50": lat.p50 if lat and self.e2e.delivered == self.e2e.alerts else None,
+            "e2e_p99": lat.p99 if lat and self.e2e.delivered == self.e2e.alerts else None,
+            "throughput_pct": 100 * self.rate.ratio,
+            "memory_mib": max(m.growth_mib for m in self.growth),
+            "storm_messages": float(self.flood.broker_messages),
+            "storm_emails_per_window": self.flood.emails_per_window,
+        }
+
+    def details(self, scenario: problem_scenario.Scenario) -> str:
+        parts = [
+            problem_scenario.report(self.variants, scenario),
+            emit_cost.report(self.emit),
+            e2e_latency.report(self.e2e),
+            throughput.report(self.rate),
+            memory.report(self.growth),
+            storm.report(self.flood, self.decision),
+        ]
+        return "\n\n".join(parts)
+
+    def to_json(self, scenario: problem_scenario.Scenario) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 1),
+            "figures": self.figures(),
+            "problem_scenario": problem_scenario.to_json(self.variants, scenario),
+            "emit_cost": self.emit.to_json(),
+            "e2e": self.e2e.to_json(),
+            "throughput": self.rate.to_json(),
+            "memory": [asdict(m) for m in self.growth],
+            "storm": {
+                **asdict(self.flood),
+                "windows": self.flood.windows,
+                "emails_per_window": self.flood.emails_per_window,
+            },
+            "decision": asdict(self.decision),
+        }
+
+
+def run_once(url: str, s: Settings, progress: Callable[[str], None]) -> Run:
+    started = time.monotonic()
+    variants = problem_scenario.run_variants(s.scenario, url=url, progress=lambda label: progress(f"scenario {label}"))
+    emit = emit_cost.run(url, calls=s.emit_calls, reps=s.emit_reps, busy_calls=s.busy_calls, progress=progress)
+    progress(f"end to end: {s.e2e_alerts} alerts")
+    e2e = e2e_latency.measure(url, s.e2e_alerts)
+    progress(f"throughput: {s.throughput_trials} trials of {s.throughput_alerts} alerts")
+    tp = throughput.measure(url, s.throughput_alerts, s.throughput_trials)
+    progress(f"memory: {s.memory_criticals:,} criticals, Redis down")
+    mem = memory.measure(s.memory_criticals)
+    progress(f"storm: {s.storm_criticals:,} identical criticals")
+    storm_result, decision = storm.run(s.storm_criticals, decisions=s.storm_decisions)
+    return Run(variants, emit, e2e, tp, mem, storm_result, decision, time.monotonic() - started)
+
+
+# -- the tables ----------------------------------------------------------------------------------------------
+def _fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    criterion = next(c for g in GOALS for c in g.criteria if c.key == key)
+    return criterion.fmt(value)
+
+
+def aggregate(runs: Sequence[dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
+    """Per figure: median, min and max over the runs that produced it."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key in FIGURE_LABELS:
+        values = [v for r in runs if (v := r.get(key)) is not None]
+        out[key] = {
+            "median": median(values) if values else None,
+            "min": min(values) if values else None,
+            "max": max(values) if values else None,
+        }
+    return out
+
+
+def per_run_table(runs: Sequence[dict[str, float | None]]) -> str:
+    headers = ["figure", *(f"run {i + 1}" for i in range(len(runs)))]
+    rows = [[label, *(_fmt(key, r.get(key)) for r in runs)] for key, label in FIGURE_LABELS.items()]
+    return table(headers, rows, "Goal figures of each run")
+
+
+def goals_table(runs: Sequence[dict[str, float | None]], quick: bool = False) -> tuple[str, list[str], bool]:
+    """The final table, the shortfalls (goal, figure, by how much), and whether every goal was met."""
+    agg = aggregate(runs)
+    several = len(runs) > 1
+    rows = []
+    shortfalls = []
+    all_met = True
+    for goal in GOALS:
+        figures, spreads, goal_texts, met = [], [], [], True
+        for c in goal.criteria:
+            mid, low, high = agg[c.key]["median"], agg[c.key]["min"], agg[c.key]["max"]
+            figures.append(_fmt(c.key, mid))
+            spreads.append(f"{_fmt(c.key, low)}..{_fmt(c.key, high)}")
+            goal_texts.append(c.goal_text())
+            if not c.met(mid):
+                met = False
+                if mid is None:
+                    shortfalls.append(f"goal {goal.number}: {c.key} was not measured")
+                else:
+                    shortfalls.append(f"goal {goal.number}: {_shortfall(c, mid)}")
+        all_met &= met
+        row = [f"{goal.number}. {goal.title}", "; ".join(figures)]
+        if several:
+            row.append("; ".join(spreads))
+        row += ["; ".join(goal_texts), "pass" if met else "FAIL"]
+        rows.append(row)
+    headers = ["goal", f"median of {len(runs)} runs" if several else "figure"]
+    if several:
+        headers.append("min..max")
+    headers += ["target", "result"]
+    title = f"Performance goals ({len(runs)} run{'s' if several else ''}; figures measured side by side in each run)"
+    if quick:
+        title += " -- QUICK: smaller runs than the goals say, not comparable"
+    return table(headers, rows, title), shortfalls, all_met
+
+
+def _shortfall(c: Criterion, value: float) -> str:
+    label = FIGURE_LABELS[c.key].split("  ", 1)[1]
+    if c.op == ">=":
+        return f"{label} is {c.fmt(value)}, short of {c.fmt(c.limit)} by {c.fmt(c.limit - value)}"
+    over = value / c.limit if c.limit else float("inf")
+    return f"{label} is {c.fmt(value)}, over {c.fmt(c.limit)} by {c.fmt(value - c.limit)} ({over:.1f}x the target)"
+
+
+# -- main ------------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test, ~40 s)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the whole set; report medians (default 1)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test; figures not comparable)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     url = broker_url()
     try:
         require_redis(url)
     except RedisUnavailable as exc:
         print(exc, file=sys.stderr)
         return 2
-
-    def progress(text: str) -> None:
-        print(f"[{time.monotonic() - started:5.1f}s] {text}", file=sys.stderr, flush=True)
-
+    settings = Settings.default(args.quick)
     started = time.monotonic()
-    scenario = problem_scenario.Scenario(duration=2.0 if args.quick else 5.0)
-    scenario_results = problem_scenario.run_variants(scenario, url=url, progress=progress)
-    emit = emit_cost.run(
-        url,
-        calls=5_000 if args.quick else 20_000,
-        reps=2 if args.quick else 3,
-        e2e_alerts=20 if args.quick else 50,
-        progress=progress,
-    )
+
+    runs: list[Run] = []
+    for index in range(args.runs):
+
+        def progress(text: str, index: int = index) -> None:
+            clock = f"[{time.monotonic() - started:6.1f}s]"
+            print(f"{clock} run {index + 1}/{args.runs}: {text}", file=sys.stderr, flush=True)
+
+        run = run_once(url, settings, progress)
+        runs.append(run)
+        heading = f"== run {index + 1} of {args.runs} ({run.seconds:.0f} s) "
+        print(f"{heading}{'=' * max(0, 110 - len(heading))}\n")
+        print(run.details(settings.scenario))
+        print(flush=True)
     elapsed = time.monotonic() - started
 
-    print(problem_scenario.report(scenario_results, scenario))
-    print()
-    print(emit_cost.report(emit))
-    print()
-    print(combined(scenario_results, emit))
-    print(f"\n{elapsed:.0f} s in all; figures are noisy on shared machines: compare ratios within one run.")
+    figures = [r.figures() for r in runs]
+    if len(runs) > 1:
+        print(per_run_table(figures))
+        print()
+    final, shortfalls, all_met = goals_table(figures, args.quick)
+    print(final)
+    for line in shortfalls:
+        print(f"  {line}")
+    print(
+        f"\n{elapsed:.0f} s in all. Figures move between runs on this machine: compare figures from the same run, "
+        "and medians."
+    )
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    medians = aggregate(figures)
     document = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "problem_scenario": problem_scenario.to_json(scenario_results, scenario),
-        "emit_cost": emit.to_json(),
+        "broker": url.rsplit("@", 1)[-1],
+        "quick": args.quick,
+        "settings": {**asdict(settings), "scenario": asdict(settings.scenario)},
+        "goals": {
+            "all_met": all_met,
+            "figures": medians,
+            "shortfalls": shortfalls,
+            "per_goal": [
+                {
+                    "goal": g.number,
+                    "title": g.title,
+                    "criteria": [
+                        {
+                            "figure": c.key,
+                            "op": c.op,
+                            "limit": c.limit,
+                            "median": medians[c.key]["median"],
+                            "met": c.met(medians[c.key]["median"]),
+                        }
+                        for c in g.criteria
+                    ],
+                }
+                for g in GOALS
+            ],
+        },
+        "runs": [r.to_json(settings.scenario) for r in runs],
         "seconds": round(elapsed, 1),
     }
     args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    problem_scenario.plot(scenario_results, scenario, args.plot)
+    problem_scenario.plot([r.variants for r in runs], settings.scenario, args.plot)
     print(f"wrote {args.json} and {args.plot}")
     return 0
 

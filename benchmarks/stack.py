@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import redis
+from aiosmtpd.controller import Controller
 
-from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
+
+HERE = Path(__file__).resolve().parent
 
 # Used when ALERTING_BROKER_URL is not set; each run still gets a queue and key prefix of its own.
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
@@ -102,12 +108,90 @@ class Isolation:
             client.close()
 
 
+class SMTPServer(Protocol):
+    @property
+    def port(self) -> int: ...
+
+
 @contextlib.contextmanager
-def alert_worker(iso: Isolation, sink: MailSink, **env: str) -> Iterator[WorkerProcess]:
-    """A real ``celery -A alerting.worker worker`` process consuming ``iso.queue`` and mailing ``sink``."""
-    worker = WorkerProcess(iso.worker_env(sink.port, **env), queue=iso.queue, loglevel="WARNING")
+def alert_worker(
+    iso: Isolation,
+    sink: SMTPServer,
+    *,
+    app: str = "alerting.worker",
+    extra_args: Sequence[str] = (),
+    **env: str,
+) -> Iterator[WorkerProcess]:
+    """A real ``celery -A alerting.worker worker`` process (one prefork pool process) consuming ``iso.queue`` and
+    mailing ``sink``. ``app="probe_worker"`` runs the same worker with the benchmarks' probe (see probe_worker.py)."""
+    if app == "probe_worker":
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])), **env}
+    worker = WorkerProcess(
+        iso.worker_env(sink.port, **env), queue=iso.queue, loglevel="WARNING", app=app, extra_args=extra_args
+    )
     worker.start()
     try:
         yield worker
     finally:
         worker.stop()
+
+
+class _AcceptAll:
+    """aiosmtpd handler: accept every message and note when, without parsing it."""
+
+    def __init__(self, sink: FastSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        sink = self.sink
+        with sink._cond:
+            sink.accepted.append(time.time())
+            sink._cond.notify_all()
+        return "250 2.0.0 OK"
+
+
+class _PortZeroController(Controller):
+    """aiosmtpd's Controller able to listen on port 0 (it reads the bound port before its readiness check)."""
+
+    def _trigger_server(self) -> None:
+        server: Any = self.server
+        if self.port == 0 and server is not None:
+            self.port = server.sockets[0].getsockname()[1]
+        super()._trigger_server()  # type: ignore[no-untyped-call]
+
+
+class FastSink:
+    """A fast local SMTP server for throughput figures: aiosmtpd that accepts every message and records only the
+    time (``MailSink`` parses each message with the email package, ~1 ms of Python that would cap both sides)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.accepted: list[float] = []  # time.time() of each accepted message
+        self._cond = threading.Condition()
+        self._controller = _PortZeroController(_AcceptAll(self), hostname=host, port=0)
+
+    @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    def __enter__(self) -> FastSink:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
+
+    def count(self) -> int:
+        with self._cond:
+            return len(self.accepted)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[float]:
+        """Wait until ``count`` messages in all were accepted; returns all acceptance times."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.accepted) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"expected {count} messages, got {len(self.accepted)} within {timeout}s")
+                self._cond.wait(remaining)
+            return list(self.accepted)

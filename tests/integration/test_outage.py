@@ -26,23 +26,6 @@ def private_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture
-def handler_on(queue: str) -> Iterator[Callable[..., AlertHandler]]:
-    made: list[tuple[logging.Logger, AlertHandler]] = []
-
-    def make(url: str, logger: logging.Logger, **kwargs: object) -> AlertHandler:
-        handler = AlertHandler(broker_url=url, queue=queue, **kwargs)  # type: ignore[arg-type]
-        logger.addHandler(handler)
-        logger.propagate = False
-        made.append((logger, handler))
-        return handler
-
-    yield make
-    for logger, handler in made:
-        logger.removeHandler(handler)
-        handler.close()
-
-
 def _log_timed(log: logging.Logger, messages: list[str], level: int = logging.CRITICAL) -> float:
     started = time.perf_counter()
     for m in messages:
@@ -52,14 +35,14 @@ def _log_timed(log: logging.Logger, messages: list[str], level: int = logging.CR
 
 def test_broker_stopped_the_app_does_not_notice_and_alerts_arrive_when_it_is_back(
     private_redis: RedisServer,
-    handler_on: Callable[..., AlertHandler],
+    make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     env = {"ALERTING_BROKER_URL": private_redis.url}
     start_worker(env)
     log = logging.getLogger("test.outage.stopped")
-    handler = handler_on(private_redis.url, log)
+    handler = make_handler(log, broker_url=private_redis.url)
     log.critical("before the outage")
     mail_sink.wait_for(1)
 
@@ -77,13 +60,13 @@ def test_broker_stopped_the_app_does_not_notice_and_alerts_arrive_when_it_is_bac
 
 
 def test_broker_hung_the_app_does_not_notice_and_alerts_arrive_when_redis_answers_again(
-    handler_on: Callable[..., AlertHandler],
+    make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     hung = HungServer().start()
     log = logging.getLogger("test.outage.hung")
-    handler = handler_on(hung.url, log)
+    handler = make_handler(log, broker_url=hung.url)
     messages = [f"while redis hangs {i}" for i in range(10)]
 
     elapsed = _log_timed(log, messages)
@@ -101,7 +84,7 @@ def test_broker_hung_the_app_does_not_notice_and_alerts_arrive_when_redis_answer
 
 def test_overflow_drops_least_severe_then_oldest_and_the_next_alert_reports_the_drops(
     private_redis: RedisServer,
-    handler_on: Callable[..., AlertHandler],
+    make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
@@ -109,7 +92,7 @@ def test_overflow_drops_least_severe_then_oldest_and_the_next_alert_reports_the_
     private_redis.stop()
     log = logging.getLogger("test.outage.overflow")
     log.setLevel(logging.ERROR)
-    handler = handler_on(f"redis://127.0.0.1:{port}/0", log, capacity=5, level=logging.ERROR)
+    handler = make_handler(log, broker_url=f"redis://127.0.0.1:{port}/0", capacity=5, level=logging.ERROR)
 
     errors = [f"error {i}" for i in range(4)]
     criticals = [f"critical {i}" for i in range(6)]

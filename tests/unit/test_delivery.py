@@ -11,6 +11,7 @@ import pytest
 
 from alerting.config import Rate
 from alerting.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.errors import StoreError
 from alerting.mime import Email
 from alerting.render import MailConfig
 from alerting.smtp import classify
@@ -273,3 +274,26 @@ def test_an_unexpected_sender_error_ends_in_the_dead_letters_when_retries_run_ou
     (letter,) = s.dead()
     assert letter["error"] == "unexpected"
     assert "bug in a plugin" in letter["reason"]
+
+
+# -- the state store unreachable -----------------------------------------------------------------------------
+class UnreachableStore(MemoryStore):
+    """A store whose Redis is down: every decision fails (dead letters still work, to see what happens)."""
+
+    def admit(self, occurrence: Any, *, now: float) -> Any:
+        raise StoreError("ConnectionError: Error 111 connecting to redis:6379")
+
+
+def test_with_the_state_store_down_an_alert_is_retried_then_mailed_unthrottled_rather_than_lost() -> None:
+    s = Setup(RecordingSender(), max_retries=2)
+    s.deliverer.store = UnreachableStore(s.store.config)
+    raw = payload(message="disk full")
+
+    first = s.deliver(raw, attempt=0)
+    second = s.deliver(raw, attempt=1)
+    last = s.deliver(raw, attempt=2)
+
+    assert (first.status, second.status) == ("retry", "retry")
+    assert "state store unavailable" in first.reason
+    assert last.status == "sent"
+    assert s.sender.subjects == ["[CRITICAL] app.payments: disk full"]

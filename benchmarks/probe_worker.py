@@ -1,0 +1,72 @@
+"""The bundled alert worker (``alerting.worker``) with a probe, for the throughput benchmark:
+``celery -A probe_worker worker ...`` with this directory on PYTHONPATH (``stack.alert_worker(app="probe_worker")``).
+
+In each pool process, every successful task appends one line to ``$BENCH_PROBE_FILE.<pid>``: the runtime Celery
+itself reports ("Task ... succeeded in Xs", the ``task_success`` signal's ``runtime``: from the tracer's start to
+after the task body returned), then, with ``BENCH_PROBE_DETAIL=1``, the seconds the task spent in the throttle
+decision (``store.admit``), rendering, the SMTP send and recording the send (``store.mark_sent``). The detail wraps
+those four calls in the pool process (a few microseconds each); the runtime alone adds one buffered write per task.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
+
+from celery import signals
+from measure import PROBE_PARTS as PARTS
+
+import alerting.delivery
+from alerting.render import render_alert
+from alerting.smtp import SMTPSender
+from alerting.stores.redis_store import RedisStore
+from alerting.worker import app
+
+__all__ = ["app"]
+
+_path = os.environ.get("BENCH_PROBE_FILE")
+_detail = os.environ.get("BENCH_PROBE_DETAIL") == "1"
+_parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
+_out: dict[int, IO[str]] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _timed(part: str, fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _parts[part] += time.perf_counter() - start
+
+    return wrapper  # type: ignore[return-value]
+
+
+if _detail:
+    RedisStore.admit = _timed("decide", RedisStore.admit)  # type: ignore[method-assign]
+    RedisStore.mark_sent = _timed("mark_sent", RedisStore.mark_sent)  # type: ignore[method-assign]
+    SMTPSender.send = _timed("smtp", SMTPSender.send)  # type: ignore[method-assign]
+    alerting.delivery.render_alert = _timed("render", render_alert)  # type: ignore[attr-defined]
+
+
+@signals.task_prerun.connect(weak=False)
+def _started(**_: Any) -> None:
+    for part in PARTS:
+        _parts[part] = 0.0
+
+
+@signals.task_success.connect(weak=False)
+def _succeeded(runtime: float | None = None, **_: Any) -> None:
+    if not _path or runtime is None:
+        return
+    pid = os.getpid()
+    out = _out.get(pid)
+    if out is None:
+        out = _out[pid] = open(f"{_path}.{pid}", "a", buffering=1, encoding="ascii")  # noqa: SIM115
+    fields = [runtime, *(_parts[p] for p in PARTS)] if _detail else [runtime]
+    out.write(" ".join(f"{v:.6f}" for v in fields) + "\n")
