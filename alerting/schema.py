@@ -106,6 +106,8 @@ def enforce_size(payload: Payload, max_bytes: int = MAX_PAYLOAD_BYTES) -> Payloa
 
     Messages keep their beginning, tracebacks and stacks their end (where the exception is).
     """
+    if _surely_within(payload, max_bytes):
+        return payload  # the common case, decided without serialising
     size = encoded_size(payload)
     if size <= max_bytes:
         return payload
@@ -131,6 +133,14 @@ def enforce_size(payload: Payload, max_bytes: int = MAX_PAYLOAD_BYTES) -> Payloa
         out = {k: out[k] for k in ("v", "id", "fingerprint", "created", "level", "levelno", "logger") if k in out}
         out["message"] = "[alert cut to its identity: over the size limit]"
     return out
+
+
+def _surely_within(payload: Payload, max_bytes: int) -> bool:
+    """True when the payload cannot exceed ``max_bytes`` even if every character were escaped (12 bytes each)."""
+    if payload.get("extra") or payload.get("context") or payload.get("dropped"):
+        return False
+    chars = sum(len(v) for v in payload.values() if isinstance(v, str))
+    return chars * 12 + 2048 <= max_bytes  # 2048: keys, numbers and punctuation of a payload without extras
 
 
 def _token(obj: dict[str, Any], name: str) -> str:
