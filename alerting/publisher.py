@@ -78,6 +78,10 @@ class Publisher:
     # -- called from the logging threads ---------------------------------------------------------------
     def submit(self, payload: dict[str, Any], fingerprint: str, levelno: int) -> None:
         """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds)."""
+        if self._closed:  # logged after close(): nothing will publish it, so say so rather than hold it silently
+            self.lost_total += 1
+            log.error("celery-alerting lost an alert logged after its handler was closed (fingerprint %s)", fingerprint)
+            return
         if self.buffer.put(payload, fingerprint, levelno) and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:

@@ -14,6 +14,7 @@ import redis
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.conftest import failed
+from tests.support.servers import RedisServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,6 +22,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop and start again (fault injection)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from alerting import AlertHandler
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.integration.conftest import wait_until
 from tests.support.servers import HungServer, RedisServer, wait_for_port_free
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def _log_timed(log: logging.Logger, messages: list[str], level: int = logging.CRITICAL) -> float:

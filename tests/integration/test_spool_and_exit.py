@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 
+from alerting import AlertHandler
 from alerting.payload import PAYLOAD_VERSION
 from alerting.spool import Spool
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.support.servers import HungServer, RedisServer
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 def run_app(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -102,10 +97,6 @@ def test_the_same_process_replays_its_spool_when_redis_returns(
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    import logging
-
-    from alerting import AlertHandler
-
     spool = str(tmp_path / "alerts.sqlite")
     private_redis.stop()
     handler = AlertHandler(broker_url=private_redis.url, queue=queue, spool_path=spool)
@@ -145,8 +136,6 @@ def test_processes_sharing_one_spool_publish_each_alert_exactly_once(
         assert p.wait(30) == 0
     ids = []
     for raw in redis_client.lrange(queue, 0, -1):
-        import base64
-
         body = json.loads(base64.b64decode(json.loads(raw)["body"]))
         ids.append(body[0][0]["id"])
     assert len(ids) == 300

@@ -273,3 +273,11 @@ def test_records_below_the_level_are_ignored(handler: RecordingHandler) -> None:
     with capture_alerts() as alerts:
         handler.handle(make_record("just an error", (), level=logging.ERROR))
     assert alerts == []
+
+
+def test_an_alert_logged_after_close_is_counted_as_lost_not_held_silently() -> None:
+    handler = AlertHandler(broker_url="redis://127.0.0.1:1/0", queue="closed-test", flush_timeout=0)
+    handler.close()
+    handler.handle(logging.LogRecord("app", logging.CRITICAL, __file__, 1, "too late", (), None))
+    assert handler.stats()["lost"] == 1
+    assert handler.stats()["buffered"] == 0
