@@ -12,11 +12,12 @@ import pytest
 import redis
 
 from alerting import AlertHandler
+from tests.support.servers import RedisServer
 
-REDIS_HOST = os.environ.get("ALERTING_TEST_REDIS_HOST", "127.0.0.1")
-REDIS_PORT = int(os.environ.get("ALERTING_TEST_REDIS_PORT", "6379"))
-# Tests own one database number so that other runs on the same Redis are not disturbed (and do not disturb us).
-REDIS_DB = int(os.environ.get("ALERTING_TEST_REDIS_DB", "9"))
+# By default the tests start a throwaway redis-server of their own on a free port and flush only that: a
+# developer's Redis is never touched. ALERTING_TEST_REDIS_URL points them at an existing server instead (its
+# database is flushed before each test, so give them one that holds nothing of yours).
+EXTERNAL_REDIS_URL = os.environ.get("ALERTING_TEST_REDIS_URL")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -32,17 +33,20 @@ def failed(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_server_url() -> str:
-    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+def redis_server_url() -> Iterator[str]:
+    if EXTERNAL_REDIS_URL:
+        try:
+            redis.Redis.from_url(EXTERNAL_REDIS_URL, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            pytest.fail(f"ALERTING_TEST_REDIS_URL={EXTERNAL_REDIS_URL} does not answer ({exc})", pytrace=False)
+        yield EXTERNAL_REDIS_URL
+        return
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        pytest.fail(
-            f"Redis is not answering at {url} ({exc}). Start one: "
-            "redis-server --daemonize yes --port 6379 --save '' --appendonly no",
-            pytrace=False,
-        )
-    return url
+        server = RedisServer().start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}. Install redis-server (Debian: apt-get install redis-server)", pytrace=False)
+    yield f"redis://127.0.0.1:{server.port}/9"
+    server.stop()
 
 
 @pytest.fixture
