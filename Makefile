@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit integration bench worker redis clean
+.PHONY: demo test lint typecheck unit integration bench worker redis clean docker-test package-test
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,13 @@ worker: $(VENV)/.installed redis
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## docker-compose.yml run for real: engine (installed/started if missing), stand-in base images when no registry
+## answers, compose up, /boom mailed, three workers throttling, down. Root on a machine without Docker.
+docker-test:
+	.ci/docker-test
+
+## The package as users install it: sdist and wheel built and checked, the wheel alone in a fresh venv running a
+## real worker, an app, `alerting send-test` and each extra. The dev venv only runs the SMTP server.
+package-test: $(VENV)/.installed
+	PYTHON=$(PYTHON) DEV_PYTHON=$(BIN)/python .ci/package-test

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+from alerting.brokerguard import transport_for
 from alerting.sentinel import kombu_broker
 from alerting.settings import WorkerSettings
+from alerting.smtp import transaction_deadline
+
+#: Seconds a task may spend on the state store (a few Redis round trips, 5 s socket timeout each) besides SMTP.
+STORE_ALLOWANCE = 10.0
+#: Seconds between the soft time limit (the task settles as a retry or a dead letter) and the hard one (killed).
+SOFT_TO_HARD = 5.0
+
+
+class TimeLimits(NamedTuple):
+    soft: float
+    hard: float
+
+
+def time_limits(settings: WorkerSettings) -> TimeLimits:
+    """Above the SMTP transaction deadline (``alerting.smtp``), so a slow server ends as a retry first; the soft
+    limit catches anything else that hangs; the hard limit kills what ignores it. A claim to send an alert is
+    held for ``hard`` seconds at most."""
+    soft = transaction_deadline(settings.smtp.timeout) + STORE_ALLOWANCE
+    return TimeLimits(soft=soft, hard=soft + SOFT_TO_HARD)
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:
@@ -14,8 +34,11 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
     # kombu sweeps unacked messages back to the queue only every restore_interval x restore_throttle seconds
     # (~100 s by default); sweep often enough that a lost worker's alert comes back soon after the timeout.
     restore_interval = int(max(1, min(30, visibility // 5)))
+    limits = time_limits(settings)
     return {
         "broker_url": broker.url,
+        # kombu's Redis transport, with unreadable messages dead-lettered rather than crashing the worker.
+        "broker_transport": transport_for(broker.url),
         "broker_use_ssl": broker.use_ssl,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
@@ -33,13 +56,17 @@ def worker_config(settings: WorkerSettings) -> dict[str, Any]:
         "event_serializer": "json",
         "task_ignore_result": True,
         "result_backend": None,
-        # At-least-once: ack after the task ran, requeue when the process running it dies, take one at a time.
+        # At-least-once: ack after the task ran, requeue when the process running it dies, take one at a time;
+        # a task killed by the hard time limit is not acked either (back after the visibility timeout).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": False,
         "worker_prefetch_multiplier": 1,
         "task_default_queue": settings.queue,
         "task_routes": {"alerting.*": {"queue": settings.queue}},
-        # A send that hangs past every timeout is killed; with reject_on_worker_lost its message comes back.
-        "task_time_limit": max(visibility / 2, settings.smtp.timeout * 4),
+        # A task that overruns settles as a retry or dead letter (soft); one that hangs past that is killed (hard)
+        # and, not acknowledged, comes back. Both are above the SMTP transaction deadline.
+        "task_soft_time_limit": limits.soft,
+        "task_time_limit": limits.hard,
         "worker_send_task_events": False,
     }

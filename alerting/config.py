@@ -4,6 +4,7 @@ a :class:`~alerting.errors.ConfigError` that names the setting. Pure.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     scheme = urlsplit(value.split(";", 1)[0]).scheme.split("+")[0]
     if scheme not in schemes:
         raise ConfigError(setting, f"unsupported scheme {scheme!r}; expected one of {', '.join(schemes)}")
+    for part in value.split(";"):
+        _check_address(setting, part)
     if scheme == "sentinel":
         from alerting.sentinel import parse_sentinel
 
@@ -40,15 +43,35 @@ def parse_url(setting: str, value: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def parse_duration(setting: str, value: object, *, minimum: float = 0.0, allow_zero: bool = True) -> float:
-    """Seconds, possibly fractional: ``2``, ``0.5``, ``"1.5"``."""
+def _check_address(setting: str, url: str) -> None:
+    """The port of a URL must be a number a socket can use: urlsplit accepts ``:99999`` and ``:abc`` and only
+    fails when ``.port`` is read, which would be at the first connection, long after the start check."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ConfigError(setting, f"the port must be a number from 1 to 65535 in {hide_password(url)!r}")
+
+
+def hide_password(url: str) -> str:
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+def parse_duration(
+    setting: str, value: object, *, minimum: float = 0.0, allow_zero: bool = True, maximum: float | None = None
+) -> float:
+    """Seconds, possibly fractional: ``2``, ``0.5``, ``"1.5"``. ``maximum`` keeps values that pass a "positive
+    number" check but break at run time (Redis expiry overflows, thread waits that raise OverflowError)."""
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(setting, f"expected a number of seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < minimum or (seconds == 0 and not allow_zero):
-        bound = f"> {minimum}" if not allow_zero else f">= {minimum}"
-        raise ConfigError(setting, f"expected a number of seconds {bound}, got {value!r}")
+    too_big = maximum is not None and seconds > maximum
+    if not math.isfinite(seconds) or seconds < minimum or (seconds == 0 and not allow_zero) or too_big:
+        bound = f"> {minimum:g}" if not allow_zero else f">= {minimum:g}"
+        upper = f" and <= {maximum:g}" if maximum is not None else ""
+        raise ConfigError(setting, f"expected a number of seconds {bound}{upper}, got {value!r}")
     return seconds
 
 
@@ -115,7 +138,19 @@ def parse_rate(setting: str, value: str) -> Rate | None:
     period = (float(multiple) if multiple else 1.0) * _UNITS[unit]
     if limit < 1 or period <= 0:
         raise ConfigError(setting, f"expected a positive count and period, got {value!r}")
+    # The limiter's bucket refills limit/period tokens a second: a period under a second (1/0.0000001s) is a
+    # typo, not a policy, and a count beyond RATE_MAX_COUNT or a period beyond a day is no limit at all.
+    if not RATE_MIN_PERIOD <= period <= RATE_MAX_PERIOD or limit > RATE_MAX_COUNT:
+        raise ConfigError(
+            setting,
+            f"expected at most {RATE_MAX_COUNT} per period, and a period from 1 second to 1 day, got {value!r}",
+        )
     return Rate(limit, period)
+
+
+RATE_MIN_PERIOD = 1.0
+RATE_MAX_PERIOD = 86400.0
+RATE_MAX_COUNT = 100_000
 
 
 def parse_bool(setting: str, value: str) -> bool:
@@ -125,6 +160,17 @@ def parse_bool(setting: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(setting, f"expected true or false, got {value!r}")
+
+
+def parse_level(setting: str, value: object) -> int:
+    """A logging level: a non-negative number, or a level name such as ``"ERROR"`` (any case)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        number = logging.getLevelName(value.strip().upper())
+        if isinstance(number, int):
+            return number
+    raise ConfigError(setting, f"expected a logging level such as CRITICAL or ERROR, got {value!r}")
 
 
 def parse_choice(setting: str, value: str, choices: tuple[str, ...]) -> str:

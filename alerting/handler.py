@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from alerting import context as alert_context
-from alerting.config import parse_duration, parse_int, parse_queue, resolve_broker_url
+from alerting.config import parse_duration, parse_int, parse_level, parse_queue, resolve_broker_url
 from alerting.errors import ConfigError
 from alerting.payload import Payload, capture_record
 from alerting.publisher import Publisher, finalize
 from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
-from alerting.spool import Spool
+from alerting.spool import Spool, parse_spool_path
 from alerting.transport import (
     CeleryTransport,
     RedisTransport,
@@ -83,11 +84,19 @@ class AlertHandler(logging.Handler):
             raise ConfigError("service", f"expected a string, got {type(service).__name__}")
         self.service = service[:100] if service else None
         self.ca_file = ca_file
-        super().__init__(level)
+        spool_path = parse_spool_path("spool_path", spool_path)
+        super().__init__(parse_level("level", level))  # logging's own check raises a bare ValueError
         self._celery_app = celery_app
         self._app_pid: int | None = None
         self._redactor = Redactor(secret_keys)
+        self._normalised = 0
+        self._normalised_lock = threading.RLock()  # re-entrant: a signal handler may log while emit() holds it
         spool = Spool(spool_path) if spool_path is not None else None
+        if spool is not None:
+            # A path that cannot work (missing or read-only directory, a directory, not a database) is reported
+            # now, in one warning, and alerts then wait in memory as without a spool: raising here would stop an
+            # app configured through dictConfig from starting, over a file that only matters during an outage.
+            spool.check()
         self._publisher = Publisher(
             transport_factory=self._make_transport,
             capacity=self.capacity,
@@ -113,12 +122,15 @@ class AlertHandler(logging.Handler):
             levelno = record.levelno
             if not isinstance(levelno, int) or levelno < self.level or self._is_ignored(record):
                 return
-            payload, fp = capture_record(
+            payload, fp, retimed = capture_record(
                 record,
                 service=self.service,
                 is_secret_key=self._redactor.is_secret_key,
                 context=alert_context.current(),
             )
+            if retimed:  # rare: a created that is not a plausible time (milliseconds, NaN, a string)
+                with self._normalised_lock:
+                    self._normalised += 1
             captured = _capture
             if captured is not None:
                 captured.append(finalize(payload, self._redactor))
@@ -146,8 +158,9 @@ class AlertHandler(logging.Handler):
 
     # -- our own interface ---------------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Counters since start: buffered now, published, coalesced, dropped, spooled, lost."""
-        return self._publisher.stats()
+        """Counters since start: buffered now, published, coalesced, dropped, spooled, lost, and ``normalised``:
+        records whose ``created`` was not a plausible time and was replaced by the time of capture."""
+        return {**self._publisher.stats(), "normalised": self._normalised}
 
     def __repr__(self) -> str:
         level = logging.getLevelName(self.level)

@@ -12,9 +12,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
-from alerting.config import Rate
+from alerting.config import Rate, hide_password
 from alerting.errors import AlertingError
 from alerting.payload import build, fingerprint
 from alerting.publisher import finalize
@@ -23,9 +25,63 @@ from alerting.sentinel import kombu_broker
 from alerting.settings import Connections
 from alerting.stores import OutboxItem, StoreConfig
 from alerting.stores.redis_store import RedisStore, connect
-from alerting.transport import CeleryTransport, publisher_app
+from alerting.transport import TASK_NAME, CeleryTransport, PublishFailed, publisher_app
 
 CHECK_TIMEOUT = 3.0
+DIAGNOSE_AFTER = 2.0  # seconds send-test waits for a decision before asking the workers what they run
+
+
+class Unreachable(AlertingError):
+    """A server a command needs (the broker, the state store) could not be reached or failed.
+
+    The message is one line an operator can act on: what, where (password hidden) and why."""
+
+    def __init__(self, what: str, url: str, cause: BaseException, *, done: str = "") -> None:
+        self.what, self.url, self.reason = what, display_url(url), explain(cause)
+        verb = "cannot reach" if is_connection_error(cause) else "failed talking to"
+        super().__init__(f"{verb} {what} at {self.url}: {self.reason}{done}")
+
+
+def display_url(url: str) -> str:
+    """A broker or state URL fit for a terminal or a log: no password, no query (it may hold options)."""
+    return ";".join(hide_password(part.split("?", 1)[0]) for part in url.split(";"))
+
+
+def _root(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while True:
+        nxt = exc.cause if isinstance(exc, PublishFailed) else exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the server did not answer (refused, timed out, unknown host), as opposed to answering badly."""
+    root, text = _root(exc), str(exc).lower()
+    return (
+        isinstance(root, (OSError, redis.ConnectionError, redis.TimeoutError, OperationalError))
+        or isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OperationalError))
+        or "connection refused" in text
+        or "timeout" in text
+    )
+
+
+def explain(exc: BaseException) -> str:
+    """Why, in a few words: the exception chain's root cause, classified, with any password redacted."""
+    root = _root(exc)
+    text = f"{exc} {root}".lower()
+    if isinstance(root, ConnectionRefusedError) or "connection refused" in text or "error 111" in text:
+        return "connection refused (is it running, and is this the right host and port?)"
+    if isinstance(root, (TimeoutError, redis.TimeoutError)) or "timeout" in text or "timed out" in text:
+        return "no answer before the timeout (the server is hung, or a firewall drops the packets)"
+    if isinstance(root, socket.gaierror) or "name or service not known" in text or "name resolution" in text:
+        return "unknown host name"
+    if isinstance(root, redis.AuthenticationError) or any(w in text for w in ("noauth", "wrongpass", "invalid pass")):
+        return "authentication failed (check the password in the URL)"
+    first = (str(root).splitlines() or [""])[0]
+    return f"{type(root).__name__}: {Redactor().text(first)[:200]}".rstrip(": ")
 
 
 def open_store(conn: Connections) -> RedisStore:
@@ -55,16 +111,9 @@ class Status:
 def status(conn: Connections, *, ping_workers: bool = True) -> Status:
     result = Status(broker="ok", queue=conn.queue)
     try:
-        with _broker(conn) as broker:
-            broker.connect()
-            channel: Any = broker.default_channel
-            _, depth, _ = channel.queue_declare(queue=conn.queue, passive=True)
-            result.queue_depth = int(depth)
-    except Exception as exc:  # every kind of broker failure is reported, not raised
-        if result.queue_depth is None and "NOT_FOUND" in str(exc):
-            result.queue_depth = 0  # RabbitMQ: nobody declared the queue yet
-        else:
-            result.broker = _describe(exc)
+        result.queue_depth = queue_depth(conn)
+    except Unreachable as exc:  # every kind of broker failure is reported, not raised
+        result.broker = str(exc)
     try:
         store = open_store(conn)
         s = store.status(now=time.time())
@@ -72,10 +121,52 @@ def status(conn: Connections, *, ping_workers: bool = True) -> Status:
         result.open_windows, result.owed_digests = s.open_windows, s.owed_digests
         result.folded, result.dead_letters = s.folded, s.dead_letters
     except Exception as exc:
-        result.state_store = _describe(exc)
+        result.state_store = str(Unreachable("the state store", conn.state_url, exc))
     if ping_workers and result.broker == "ok":
         result.workers = _ping(conn)
     return result
+
+
+def queue_depth(conn: Connections) -> int:
+    """Messages waiting on the alerts queue; raises :class:`Unreachable` naming the broker."""
+    try:
+        with _broker(conn) as broker:
+            broker.connect()
+            channel: Any = broker.default_channel
+            _, depth, _ = channel.queue_declare(queue=conn.queue, passive=True)
+            return int(depth)
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc):
+            return 0  # RabbitMQ: nobody declared the queue yet
+        raise Unreachable("the broker", conn.broker_url, exc) from exc
+
+
+def check_reachable(conn: Connections) -> None:
+    """Raise :class:`Unreachable` unless both the broker and the state store answer (a worker's start check)."""
+    queue_depth(conn)
+    try:
+        open_store(conn).status(now=time.time())
+    except Exception as exc:
+        raise Unreachable("the state store", conn.state_url, exc) from exc
+
+
+def queue_consumers(conn: Connections, timeout: float = 1.0) -> dict[str, bool]:
+    """The workers consuming the alerts queue, each with whether it has the alerting tasks registered.
+
+    Empty when none answers (remote control is off, or no worker runs)."""
+    app = publisher_app(conn.broker_url, ca_file=conn.redis_ca_file, pool_limit=4)
+    try:
+        inspect = app.control.inspect(timeout=timeout)
+        queues = inspect.active_queues() or {}
+        consumers = [name for name, qs in queues.items() if any(q.get("name") == conn.queue for q in qs or [])]
+        if not consumers:
+            return {}
+        registered = app.control.inspect(timeout=timeout, destination=consumers).registered() or {}
+    except Exception:  # a diagnosis, best effort: the caller says what it could not find out
+        return {}
+    finally:
+        app.close()
+    return {name: TASK_NAME in (registered.get(name) or []) for name in consumers}
 
 
 def _ping(conn: Connections) -> list[str]:
@@ -119,7 +210,7 @@ def send_test(conn: Connections, *, wait: float, service: str | None = None) -> 
     try:
         transport.publish_many([payload])
     except Exception as exc:
-        return TestResult(alert_id, False, "not-published", f"the broker refused it: {_describe(exc)}")
+        return TestResult(alert_id, False, "not-published", str(Unreachable("the broker", conn.broker_url, exc)))
     finally:
         transport.close()
     if wait <= 0:
@@ -132,9 +223,17 @@ def _follow(conn: Connections, alert_id: str, wait: float) -> TestResult:
         store = open_store(conn)
     except AlertingError as exc:
         return TestResult(alert_id, True, "published", f"cannot watch it: state store unavailable ({exc})")
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline, diagnosed = started + wait, False
     verdict = None
     while time.monotonic() < deadline:
+        if not diagnosed and verdict is None and time.monotonic() - started > DIAGNOSE_AFTER:
+            # A worker without the alerting tasks takes the message and drops it at once: no use waiting for
+            # the rest of --wait when the only consumers of the queue are such workers.
+            diagnosed = True
+            consumers = queue_consumers(conn)
+            if consumers and not any(consumers.values()):
+                return TestResult(alert_id, True, "queued", _nobody_took_it(conn, wait, consumers))
         try:
             if store.is_sent(alert_id):
                 return TestResult(alert_id, True, "sent", "the SMTP server accepted it")
@@ -148,14 +247,35 @@ def _follow(conn: Connections, alert_id: str, wait: float) -> TestResult:
             return TestResult(alert_id, True, "suppressed" if verdict == "suppress" else "folded", f"verdict {verdict}")
         time.sleep(0.2)
     if verdict is None:
-        return TestResult(
-            alert_id, True, "queued",
-            f"no worker took it within {wait:g}s: is a worker consuming queue {conn.queue!r}? (see `alerting status`)",
-        )  # fmt: skip
+        return TestResult(alert_id, True, "queued", _nobody_took_it(conn, wait))
     return TestResult(
         alert_id, True, "taken",
         "a worker took it but the SMTP server has not accepted it yet: it is being retried (see the worker's log)",
     )  # fmt: skip
+
+
+def _nobody_took_it(conn: Connections, wait: float, consumers: dict[str, bool] | None = None) -> str:
+    """Why no decision appeared: nobody consumes the queue, or a worker without the alerting tasks took the
+    message and discarded it (Celery logs "Received unregistered task" and drops it)."""
+    consumers = queue_consumers(conn) if consumers is None else consumers
+    foreign = sorted(name for name, has_tasks in consumers.items() if not has_tasks)
+    if foreign:
+        return (
+            f"no alerting worker took it: {', '.join(foreign)} consumes queue {conn.queue!r} "
+            "without the alerting tasks and discarded it; start workers with `celery -A alerting.worker worker "
+            f"-Q {conn.queue}` (or call alerting.contrib.celery.configure(app) in yours)"
+        )
+    try:
+        left_queue = queue_depth(conn) == 0
+    except Unreachable:
+        left_queue = False
+    if left_queue and not consumers:
+        return (
+            f"no worker took it within {wait:g}s, yet it left queue {conn.queue!r}: a worker that does not answer "
+            "remote control, or without the alerting tasks, may have taken it (see its log for "
+            "'unregistered task'); alert workers run `celery -A alerting.worker worker`"
+        )
+    return f"no worker took it within {wait:g}s: is a worker consuming queue {conn.queue!r}? (see `alerting status`)"
 
 
 # -- dead letters ----------------------------------------------------------------------------------------------
@@ -179,6 +299,9 @@ def replay_dead_letters(conn: Connections, *, limit: int) -> ReplayReport:
                 try:
                     transport.publish_many([payload])
                 except Exception as exc:
+                    if is_connection_error(exc):  # the next ones would fail the same way: stop, say why once
+                        done = f" (replayed {report.replayed} before that; the rest are still dead letters)"
+                        raise Unreachable("the broker", conn.broker_url, exc, done=done) from exc
                     report.failed.append(f"{key}: {_describe(exc)}")
                     continue
             elif kind in ("digest", "summary") and isinstance(payload, dict):

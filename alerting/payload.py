@@ -3,19 +3,27 @@
 The payload is the wire format between the application and the workers (``alerting.schema`` reads it
 back). Building it must be cheap and must never mutate the record or raise: everything taken from the
 record is copied into plain strings and numbers, capped in size, with a visible marker when cut.
+
+The work is bounded too, whatever the record holds: long strings are cut before they are formatted or
+hashed, tracebacks keep their outer and inner frames (``alerting.tracebacks``), extras are walked within a
+node and character budget (``alerting.jsonsafe``). A ``created`` that is not a plausible time (milliseconds,
+NaN, a string) is replaced by the time of capture, and the original is kept in the alert's extras.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import math
 import os
 import socket
-import traceback
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from alerting.jsonsafe import safe_repr, safe_str, to_json_safe, truncate
+from alerting.jsonsafe import BIG_CONTAINER, safe_repr, safe_str, to_json_safe, truncate
+from alerting.tracebacks import format_exception
 
 PAYLOAD_VERSION = 1
 
@@ -32,6 +40,24 @@ EXTRA_ITEMS_MAX = 30
 
 #: Record attributes that ``extra=`` keys may set to steer the alert rather than be shown in it.
 ALERT_KEY_ATTR = "alert_key"
+
+#: The extra that keeps a ``record.created`` replaced by the time of capture, as it was logged.
+CREATED_AS_LOGGED = "created_as_logged"
+# Plausible times of a record, epoch seconds: 2000-01-01 to 2100-01-01 UTC. Outside it, the value is in the
+# wrong unit (milliseconds: 1.7e12) or not a time at all; the worker could not show or use it.
+CREATED_MIN = 946_684_800.0
+CREATED_MAX = 4_102_444_800.0
+
+# Extra attributes looked at before giving up counting them exactly (a record with 100,000 attributes).
+_EXTRAS_COUNT_MAX = 1_000
+
+_LOG_RECORD = logging.LogRecord
+_STD_GET_MESSAGE = logging.LogRecord.getMessage
+# Arguments whose text "%s" builds (or copies) in full, and the length past which they are cut before formatting.
+_ARG_LIMITS: dict[type, int] = {
+    **dict.fromkeys((str, bytes, bytearray), MESSAGE_MAX),
+    **dict.fromkeys((list, tuple, dict, set, frozenset), BIG_CONTAINER),
+}
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``. Derived from a blank
 # record (as structlog does) so new Python versions' attributes (taskName in 3.12) are covered.
@@ -72,7 +98,10 @@ def _fingerprint(record: logging.LogRecord, exc_type: str | None) -> str:
     if key is not None:
         cache_key: tuple[object, ...] = ("key", key)
     else:
-        cache_key = (record.name, record.levelno, record.msg, exc_type, record.pathname, record.lineno)
+        msg = record.msg
+        if type(msg) is str and len(msg) > TEMPLATE_MAX:  # hashing a 50 MB message would cost ~20 ms
+            msg = (msg[:TEMPLATE_MAX], len(msg))
+        cache_key = (record.name, record.levelno, msg, exc_type, record.pathname, record.lineno)
     try:
         return _FP_CACHE[cache_key]
     except (KeyError, TypeError):  # not seen yet, or something unhashable in it
@@ -106,11 +135,13 @@ def capture_record(
     service: str | None,
     is_secret_key: Callable[[str], bool],
     context: Mapping[str, Any] | None = None,
-) -> tuple[Payload, str]:
-    """The payload for ``record`` and its fingerprint, sharing the work both need (the logging thread's path)."""
+) -> tuple[Payload, str, bool]:
+    """The payload for ``record``, its fingerprint, and whether ``created`` had to be replaced (the logging
+    thread's path; the two share the work both need)."""
     exc_type = _exc_type_name(record)
     fp = _fingerprint(record, exc_type)
-    return _build(record, fp, exc_type, service, is_secret_key, context), fp
+    payload, retimed = _build(record, fp, exc_type, service, is_secret_key, context)
+    return payload, fp, retimed
 
 
 def build(
@@ -122,7 +153,7 @@ def build(
     context: Mapping[str, Any] | None = None,
 ) -> Payload:
     """The payload for ``record``. Never raises for odd records; never mutates them."""
-    return _build(record, fingerprint, _exc_type_name(record), service, is_secret_key, context)
+    return _build(record, fingerprint, _exc_type_name(record), service, is_secret_key, context)[0]
 
 
 def _build(
@@ -132,34 +163,43 @@ def _build(
     service: str | None,
     is_secret_key: Callable[[str], bool],
     context: Mapping[str, Any] | None,
-) -> Payload:
+) -> tuple[Payload, bool]:
     # Each text field takes the fast path (already a str within its cap) inline: emit() runs this per record.
     msg, name, pathname = record.msg, record.name, record.pathname
     func, process_name, thread_name = record.funcName, record.processName, record.threadName
     template = msg if type(msg) is str and len(msg) <= TEMPLATE_MAX else _text(msg, TEMPLATE_MAX)
-    lineno, process = record.lineno, record.process
-    return {
+    lineno, process, levelno, created = record.lineno, record.process, record.levelno, record.created
+    extra = _extras(record, is_secret_key) if len(record.__dict__) > _STANDARD_ATTRS else None
+    retimed = False
+    if type(created) is not float or not CREATED_MIN <= created < CREATED_MAX:  # NaN fails the comparison too
+        created, extra, retimed = _plausible_created(created, extra)
+    payload = {
         "v": PAYLOAD_VERSION,
         # "id" is assigned by publisher.finalize, off the logging thread (uuid4 is a third of emit's own cost).
         "fingerprint": fingerprint,
-        "created": float(record.created),
+        "created": created,
         "level": _text(record.levelname, 50),
-        "levelno": record.levelno if isinstance(record.levelno, int) else 0,
+        "levelno": levelno if type(levelno) is int and levelno >= 0 else 0,  # the worker wants an int >= 0
         "logger": name if type(name) is str and len(name) <= NAME_MAX else _text(name, NAME_MAX),
-        "message": _message(record, template),
+        # A plain LogRecord with no arguments: its message is the template itself (what getMessage() returns).
+        "message": (
+            (msg if len(msg) <= MESSAGE_MAX else truncate(msg, MESSAGE_MAX))
+            if type(msg) is str and not record.args and type(record) is _LOG_RECORD
+            else _message(record, template)
+        ),
         "template": template,
         "pathname": pathname if type(pathname) is str and len(pathname) <= PATH_MAX else _text(pathname, PATH_MAX),
-        "lineno": lineno if isinstance(lineno, int) else 0,
+        "lineno": lineno if type(lineno) is int and lineno >= 0 else 0,
         "func": (func if type(func) is str and len(func) <= NAME_MAX else _text(func, NAME_MAX)) if func else None,
         "exc_type": exc_type,
         "traceback": _traceback(record) if exc_type is not None or record.exc_text else None,
         "stack": truncate(record.stack_info, STACK_MAX, keep_tail=True) if record.stack_info else None,
         "host": HOST,
-        "pid": process if isinstance(process, int) else os.getpid(),
+        "pid": process if type(process) is int and process >= 0 else os.getpid(),
         "process_name": _text(process_name, NAME_MAX) if process_name else None,
         "thread_name": _text(thread_name, NAME_MAX) if thread_name else None,
         "service": service,
-        "extra": _extras(record, is_secret_key) if len(record.__dict__) > _STANDARD_ATTRS else None,
+        "extra": extra,
         "context": (
             to_json_safe(context, is_secret_key=is_secret_key, max_str=EXTRA_VALUE_MAX, max_items=EXTRA_ITEMS_MAX)
             if context
@@ -167,6 +207,21 @@ def _build(
         ),
         "count": 1,
     }
+    return payload, retimed
+
+
+def _plausible_created(created: object, extra: dict[str, Any] | None) -> tuple[float, dict[str, Any] | None, bool]:
+    """``created`` as epoch seconds if it is a plausible time; otherwise the time of capture, with the original
+    kept (visibly) in the extras. The last item says whether it was replaced."""
+    if isinstance(created, (int, float)) and not isinstance(created, bool):  # int, numpy floats: fine if plausible
+        try:
+            seconds = float(created)
+        except (OverflowError, ValueError):  # an int too big for a float
+            seconds = math.nan
+        if CREATED_MIN <= seconds < CREATED_MAX:
+            return seconds, extra, False
+    note = f"{safe_repr(created, 200)} (not a plausible time: the alert shows when it was captured)"
+    return time.time(), {**(extra or {}), CREATED_AS_LOGGED: note}, True
 
 
 def _text(value: object, limit: int) -> str:
@@ -178,7 +233,10 @@ def _text(value: object, limit: int) -> str:
 
 def _message(record: logging.LogRecord, template: str) -> str:
     try:
-        message = record.getMessage()
+        if type(record).getMessage is _STD_GET_MESSAGE:
+            message = _format_bounded(record.msg, record.args)
+        else:  # a custom record class formats its own way
+            message = record.getMessage()
     except Exception as exc:
         # A bad format call (log.critical("%d", "x")) is a bug in the caller, but the alert still matters:
         # send the template and the arguments as they were.
@@ -187,6 +245,59 @@ def _message(record: logging.LogRecord, template: str) -> str:
             f"args={safe_repr(record.args, 1000)}]"
         )
     return truncate(message, MESSAGE_MAX)
+
+
+def _format_bounded(msg: object, args: Any) -> str:
+    """``LogRecord.getMessage()``, with whatever would make it copy megabytes cut first: a huge template, huge
+    arguments (strings, bytes, big containers). The result is cut to MESSAGE_MAX anyway, so nothing shown is lost."""
+    text = msg if type(msg) is str else safe_str(msg, MESSAGE_MAX + 1) if type(msg) in _ARG_LIMITS else str(msg)
+    if not args:
+        return text
+    limits = _ARG_LIMITS
+    if type(args) is tuple:
+        for arg in args:
+            kind = type(arg)
+            if kind in limits and len(arg) > limits[kind]:
+                args = tuple(_capped_arg(a) for a in args)
+                break
+    elif (
+        type(args) is dict  # "%(name)s" with one mapping argument
+        and len(args) <= BIG_CONTAINER
+        and any(type(v) in limits and len(v) > limits[type(v)] for v in args.values())
+    ):
+        args = {k: _capped_arg(v) for k, v in args.items()}
+    if len(text) <= MESSAGE_MAX:
+        formatted: str = text % args
+        return formatted
+    head = text[:MESSAGE_MAX]  # the cut may fall inside a placeholder, or leave arguments over: then say so
+    try:
+        formatted = head % args
+        return formatted + f"…[truncated: the message was {len(text):,} chars before formatting]"
+    except (TypeError, ValueError, KeyError):
+        return f"{head}…[truncated {len(text) - MESSAGE_MAX:,} chars, not formatted]; args={safe_repr(args, 1000)}"
+
+
+class _Shown:
+    """Stands for an argument in "%s" / "%r" with text made in advance (cut), so formatting copies no more."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+
+def _capped_arg(arg: object) -> object:
+    kind = type(arg)
+    if kind is str:
+        return truncate(arg, MESSAGE_MAX)  # type: ignore[arg-type]
+    if kind in _ARG_LIMITS and len(arg) > _ARG_LIMITS[kind]:  # type: ignore[arg-type]
+        return _Shown(safe_repr(arg, MESSAGE_MAX))  # str() of bytes and containers is their repr()
+    return arg
 
 
 def _exc_type_name(record: logging.LogRecord) -> str | None:
@@ -206,7 +317,7 @@ def _traceback(record: logging.LogRecord) -> str | None:
     if not exc_info or not isinstance(exc_info, tuple) or exc_info[0] is None:
         return None
     try:
-        text = "".join(traceback.format_exception(*exc_info))  # follows __cause__ / __context__ chains
+        text = format_exception(*exc_info)  # follows __cause__ / __context__ chains; bounded cost
     except Exception as exc:
         text = f"<traceback unavailable: {type(exc).__name__}> {safe_repr(exc_info[1], 1000)}"
     return truncate(text, TRACEBACK_MAX, keep_tail=True)
@@ -214,15 +325,23 @@ def _traceback(record: logging.LogRecord) -> str | None:
 
 def _extras(record: logging.LogRecord, is_secret_key: Callable[[str], bool]) -> dict[str, Any] | None:
     attrs = record.__dict__
-    names = [k for k in attrs if k not in _RECORD_KEYS and not k.startswith("_")]
+    keys = iter(attrs)
+    names: list[str] = []
+    for k in keys:  # stop at the first extra over the cap: a record may carry 100,000 attributes
+        if k not in _RECORD_KEYS and not k.startswith("_"):
+            names.append(k)
+            if len(names) > EXTRA_ITEMS_MAX:
+                break
     if not names:
         return None
-    picked = {k: record.__dict__[k] for k in names[:EXTRA_ITEMS_MAX]}
+    picked = {k: attrs[k] for k in names[:EXTRA_ITEMS_MAX]}
     out: dict[str, Any] = to_json_safe(
         picked, is_secret_key=is_secret_key, max_str=EXTRA_VALUE_MAX, max_items=EXTRA_ITEMS_MAX
     )
     if len(names) > EXTRA_ITEMS_MAX:
-        out["…"] = f"[{len(names) - EXTRA_ITEMS_MAX} more extras]"
+        rest = list(itertools.islice(keys, _EXTRAS_COUNT_MAX + 1))
+        more = 1 + sum(1 for k in rest[:_EXTRAS_COUNT_MAX] if k not in _RECORD_KEYS and not k.startswith("_"))
+        out["…"] = f"[more than {more:,} more extras]" if len(rest) > _EXTRAS_COUNT_MAX else f"[{more} more extras]"
     return out
 
 

@@ -8,6 +8,7 @@ spool when one is configured. After ``os.fork()`` the child gets a fresh, empty 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -18,12 +19,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from alerting.backoff import backoff_delay
-from alerting.buffer import AlertBuffer, Entry
+from alerting.buffer import AlertBuffer, DropCounter, Entry
 from alerting.ids import new_id
 from alerting.payload import Payload
 from alerting.redact import Redactor
 from alerting.schema import enforce_size
-from alerting.spool import Spool
+from alerting.spool import Spool, SpoolUnavailable
 from alerting.transport import PublishFailed, Transport
 
 log = logging.getLogger("alerting.publisher")
@@ -34,6 +35,33 @@ RECONNECT_BASE = 0.2  # seconds; doubled per failed attempt
 RECONNECT_MAX = 10.0
 
 _publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+class Wakeup:
+    """A flag the publisher thread waits for and any thread sets without ever blocking.
+
+    ``threading.Event.set()`` takes a lock: a signal handler that logs while its thread is inside ``set()``
+    would wait for itself forever. Here setting is releasing a plain lock (never blocks, and a lock may be
+    released by any thread); waiting is acquiring it, which also clears the flag.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held: not set
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already set (another thread got there first)
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return not self._lock.locked()
+
+    def clear(self) -> None:
+        self._lock.acquire(blocking=False)
+
+    def wait_and_clear(self, timeout: float | None) -> bool:
+        """Wait until set (at most ``timeout`` seconds, None: no limit); True when it was set. Leaves it clear."""
+        return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
 
 class Publisher:
@@ -59,12 +87,13 @@ class Publisher:
 
     def _reset_runtime_state(self) -> None:
         self.buffer = AlertBuffer(self._capacity, self._coalesce_interval)
-        self._wake = threading.Event()  # something to publish (or to schedule)
+        self._wake = Wakeup()  # something to publish (or to schedule)
         self._interrupt = threading.Event()  # cut a backoff wait short: closing, or an explicit flush
         self._busy = False  # the thread holds entries taken from the buffer and not yet settled
         self._working = threading.Lock()  # held by the thread during a unit of work; a fork waits for it
         self._held_for_fork = False
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
+        self._starting = False
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._inflight: list[Entry] = []
@@ -77,23 +106,32 @@ class Publisher:
 
     # -- called from the logging threads ---------------------------------------------------------------
     def submit(self, payload: dict[str, Any], fingerprint: str, levelno: int) -> None:
-        """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds)."""
+        """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds), and never waits
+        at all when re-entered on the same thread."""
         if self._closed:  # logged after close(): nothing will publish it, so say so rather than hold it silently
             self.lost_total += 1
             log.error("celery-alerting lost an alert logged after its handler was closed (fingerprint %s)", fingerprint)
             return
+        # A signal handler (or a finaliser) that logs may run this again, on this thread, at any point in here:
+        # the buffer and start() let a nested call through without waiting, and setting _wake never blocks.
         if self.buffer.put(payload, fingerprint, levelno) and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
             self.start()
 
     def start(self) -> None:
+        # _start_lock is re-entrant and _starting marks the start in progress: a call nested in it on this thread
+        # (a signal handler that logs while Thread.start() waits) returns at once; the outer call starts the thread.
         with self._start_lock:
-            if self._thread is None and not self._closed:
-                thread = threading.Thread(target=self._run, name="alerting-publisher", daemon=True)
-                thread.start()
-                self._thread = thread
-                self.thread_ident = thread.ident
+            if self._thread is None and not self._closed and not self._starting:
+                self._starting = True
+                try:
+                    thread = threading.Thread(target=self._run, name="alerting-publisher", daemon=True)
+                    thread.start()
+                    self._thread = thread
+                    self.thread_ident = thread.ident
+                finally:
+                    self._starting = False
 
     def flush(self, timeout: float) -> bool:
         """Publish everything held now, repeat slots included; wait up to ``timeout``. True when all went out."""
@@ -132,19 +170,59 @@ class Publisher:
         # An in-flight batch of a thread stuck on a hung broker is spooled too: the worker recognises a
         # payload id it has already mailed, so a late publish of the same batch cannot mail twice.
         leftovers = (list(self._inflight) if still_running else []) + self.buffer.take(1 << 30, everything=True)
-        if leftovers:
-            self._save_or_report(leftovers, reason="not published before close")
-        report = self.buffer.drop_report()
-        if report:
-            log.error(
-                "celery-alerting dropped %d alerts while its buffer was full (fingerprints: %s)",
-                report["total"],
-                _sample(report["by_fingerprint"]),
-            )
+        lost = self._save_or_report(leftovers, reason="not published before close", announce=False)
+        self._report_at_exit(lost)
         if not still_running and self._transport is not None:
             self._transport.close()
         if self.spool is not None:
             self.spool.close()
+
+    def _report_at_exit(self, lost_now: list[Entry]) -> None:
+        """One line that accounts for every alert of this handler that was not delivered: lost, dropped (overflow,
+        the spool's caps), re-entrant calls skipped, and what waits in the spool. Silent when there is none."""
+        # Drop counts that never rode on a message that got out: still pending, or carried by a lost entry.
+        unreported = DropCounter()
+        for entry in lost_now:
+            if entry.payload.get("dropped"):
+                unreported.merge(entry.payload["dropped"])
+        pending = self.buffer.drop_report()
+        if pending:
+            unreported.merge(pending)
+        stats = self.stats()
+        lost, dropped, skipped = stats["lost"], stats["dropped"], stats["skipped"]
+        parts = []
+        if lost:
+            text = f"lost {lost} alerts"
+            if lost_now:
+                fingerprints = _sample(Counter({e.fingerprint: e.count for e in lost_now}))
+                text += f" ({sum(e.count for e in lost_now)} not published before close: fingerprints {fingerprints})"
+            parts.append(text)
+        if dropped:
+            parts.append(f"dropped {dropped} alerts while its buffer (or spool) was full")
+        if skipped:
+            parts.append(f"skipped {skipped} alerts logged re-entrantly (a signal handler) while the hand-off was full")
+        if unreported.total:
+            parts.append(f"{unreported.total} of the dropped and skipped were reported in no alert that got out")
+        elif dropped or skipped:
+            parts.append("every drop was reported in an alert that got out")
+        waiting = self._spool_count()
+        if waiting:
+            parts.append(f"{waiting} alerts wait in the spool {self.spool.path if self.spool else ''} for the next run")
+        if not parts:
+            return
+        total = lost + dropped + skipped
+        summary = f"{total} alerts not delivered" if total else "every alert delivered or kept"
+        hint = "; configure spool_path to keep them" if self.spool is None and lost else ""
+        level = logging.ERROR if lost or unreported.total else logging.WARNING
+        log.log(level, "celery-alerting at exit: %s: %s%s", summary, "; ".join(parts), hint)
+
+    def _spool_count(self) -> int:
+        if self.spool is None:
+            return 0
+        try:
+            return self.spool.count()
+        except Exception:  # a spool that cannot be read has said so already; the exit line goes out regardless
+            return 0
 
     def stats(self) -> dict[str, int]:
         return {
@@ -152,8 +230,10 @@ class Publisher:
             "published": self.published_total,
             "coalesced": self.buffer.coalesced_total,
             "dropped": self.buffer.dropped_total,  # includes what the spool's caps pushed out
+            "skipped": self.buffer.skipped(),  # re-entrant calls (signal handlers) that found the hand-off full
             "spooled": self.spooled_total,
             "lost": self.lost_total,
+            "spool_unusable": int(self.spool is not None and self.spool.problem is not None),  # see alerting.spool
         }
 
     # -- the publisher thread ----------------------------------------------------------------------------
@@ -177,7 +257,7 @@ class Publisher:
                 if not self._draining and self._interrupt.wait(BATCH_LINGER):
                     self._interrupt.clear()
             else:
-                if self._closed or (self._closing and self.spool is not None):
+                if self._closed or (self._closing and self._spooling()):
                     break  # close() has given up (and saved or reported the rest), or the spool holds it all
                 delay = backoff_delay(attempt, RECONNECT_BASE, RECONNECT_MAX)
                 # Closing without a spool: keep trying, briefly, until close() gives up; nothing else will save them.
@@ -201,11 +281,10 @@ class Publisher:
             remaining = end - time.monotonic()
             if remaining <= 0:
                 break
-            if self.spool is None:
+            if not self._spooling():
                 self._interrupt.wait(remaining)
                 break
-            if self._wake.wait(remaining):
-                self._wake.clear()
+            if self._wake.wait_and_clear(remaining):
                 with self._working:
                     self._busy = True
                     self._save_or_report(self.buffer.take(1 << 30, everything=True), reason="broker unreachable")
@@ -214,8 +293,7 @@ class Publisher:
 
     def _wait_for_work(self) -> None:
         due = self.buffer.next_due()
-        self._wake.wait(None if due is None else max(due - time.monotonic(), 0.0) + 0.001)
-        self._wake.clear()
+        self._wake.wait_and_clear(None if due is None else max(due - time.monotonic(), 0.0) + 0.001)
 
     def _publish(self, batch: list[Entry]) -> bool:
         payloads = [self._finalize(entry) for entry in batch]
@@ -228,7 +306,7 @@ class Publisher:
             self._note_outage(failure.cause)
             rest = batch[failure.published :]
             if not self._closed:  # after close() the leftovers were already spooled or reported
-                if self.spool is not None:
+                if self._spooling():
                     self._save_or_report(rest, reason="broker unreachable")
                 else:
                     self.buffer.put_back(rest)
@@ -282,9 +360,10 @@ class Publisher:
             entry.finalized = True
         return entry.payload
 
-    def _save_or_report(self, entries: list[Entry], *, reason: str) -> None:
+    def _save_or_report(self, entries: list[Entry], *, reason: str, announce: bool = True) -> list[Entry]:
+        """Spool ``entries``, or count them as lost (logged unless ``announce`` is False); returns those lost."""
         if not entries:
-            return
+            return []
         if self.spool is not None:
             try:
                 dropped = self.spool.add([self._finalize(e) for e in entries])
@@ -298,22 +377,48 @@ class Publisher:
                         sum(dropped.values()),
                         _sample(dropped),
                     )
-                return
+                return []
+            except SpoolUnavailable as exc:  # the spool has said why (once): memory, as without a spool
+                entries = self._spool_fallback(entries, exc)
+                if not entries:
+                    return []
             except Exception as exc:
                 log.error("celery-alerting cannot write its spool %s: %s", self.spool.path, exc)
         lost = sum(e.count for e in entries)
         self.lost_total += lost
-        log.error(
-            "celery-alerting lost %d alerts (%s; configure spool_path to keep them): fingerprints %s",
-            lost,
-            reason,
-            _sample(Counter(e.fingerprint for e in entries)),
-        )
+        if announce:
+            log.error(
+                "celery-alerting lost %d alerts (%s; configure spool_path to keep them): fingerprints %s",
+                lost,
+                reason,
+                _sample(Counter(e.fingerprint for e in entries)),
+            )
+        return entries
+
+    # -- a spool that cannot be used degrades to memory, never to losing alerts (see alerting.spool) --------------
+    def _spooling(self) -> bool:
+        """True while alerts go to the spool file: one is configured and not known to be broken."""
+        return self.spool is not None and self.spool.usable
+
+    def _spool_fallback(self, entries: list[Entry], failure: SpoolUnavailable) -> list[Entry]:
+        """After a failed ``spool.add``: keep what it did not store in memory; returns what is left to report
+        (nothing, unless the handler is closed and memory is no longer an option)."""
+        self.spooled_total += failure.stored
+        if failure.stored:
+            self._spool_dirty = True
+        if failure.dropped:
+            self.buffer.record_drops(failure.dropped)
+        rest = entries[failure.stored :]
+        if self._closed:
+            return rest
+        self.buffer.put_back(rest)
+        return []
 
     def _note_outage(self, exc: BaseException) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
-            where = f"spooling to {self.spool.path}" if self.spool else f"holding up to {self._capacity} in memory"
+            spool = self.spool if self.spool is not None and self.spool.usable else None
+            where = f"spooling to {spool.path}" if spool else f"holding up to {self._capacity} in memory"
             log.warning(
                 "celery-alerting cannot publish alerts (%s: %s); %s and retrying",
                 type(exc).__name__,

@@ -1,8 +1,13 @@
 """Secret redaction: what must never leave the application. Pure.
 
-Two rules. A value stored under a sensitive *key* (in ``extra=`` or the request context) is replaced,
-whatever it is. In free *text* (message, traceback, stack, string extras), ``key=value`` / ``key: value``
-pairs with a sensitive key and the password part of ``scheme://user:password@host`` URLs are replaced.
+Two rules. A value stored under a sensitive *key* (in ``extra=`` or the request context, at any depth) is
+replaced, whatever it is; so is the value of a ``(key, value)`` pair with a sensitive key (HTTP headers kept
+as a list of pairs). In free *text* (message, traceback, stack, string extras), ``key=value`` / ``key: value``
+/ ``'key', 'value'`` pairs with a sensitive key and the password part of ``scheme://user:password@host`` URLs
+are replaced.
+
+:meth:`Redactor.payload` is the last step before an alert leaves the application, so it also makes every text
+in it valid UTF-8 (:func:`alerting.jsonsafe.valid_text`), off the logging thread.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from alerting.jsonsafe import REDACTED
+from alerting.jsonsafe import REDACTED, valid_text
 
 DEFAULT_SECRET_KEYS: tuple[str, ...] = (
     "password",
@@ -49,9 +54,11 @@ class Redactor:
             names = "|".join(re.escape(k).replace("_", "[-_]?") for k in keys)
             # key: any word containing a sensitive name (db_password, X-Auth-Token, csrftoken);
             # value: a quoted string, an auth scheme and its credentials, or a run of non-separators.
+            # Or, as the repr of a pair shows it: a quoted key, a comma, a quoted value ("('Authorization', 'x')").
             self._pair = re.compile(
                 rf"(?i)(\b[\w-]*(?:{names})[\w-]*\b[\"']?\s*[=:]\s*)"
                 r"((?:Bearer|Basic|Digest|Token)\s+[^\s,;&\"']+|\"[^\"]*\"|'[^']*'|[^\s,;&\"']+)"
+                rf"|(\b[\w-]*(?:{names})[\w-]*\b[\"']\s*,\s*)(\"[^\"]*\"|'[^']*')"
             )
 
     def _is_secret_key(self, key: str) -> bool:
@@ -69,8 +76,11 @@ class Redactor:
         return _URL_PASSWORD.sub(rf"\1{REDACTED}\3", text)
 
     def payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``payload`` with secrets removed from its text and structured fields."""
+        """A copy of ``payload`` with secrets removed from its text and structured fields, every text valid UTF-8."""
         out = dict(payload)
+        for name, value in out.items():
+            if type(value) is str and not value.isascii():
+                out[name] = valid_text(value)  # a file name that is not UTF-8 (os.fsdecode), in any field
         for name in _TEXT_FIELDS:
             value = out.get(name)
             if isinstance(value, str) and value:
@@ -83,13 +93,15 @@ class Redactor:
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return self.text(valid_text(value))
         if isinstance(value, dict):
-            return {k: REDACTED if self.is_secret_key(k) else self._walk(v) for k, v in value.items()}
+            return {valid_text(k): REDACTED if self.is_secret_key(k) else self._walk(v) for k, v in value.items()}
         if isinstance(value, list):
+            if len(value) == 2 and isinstance(value[0], str) and self.is_secret_key(value[0]):
+                return [self._walk(value[0]), REDACTED]  # a (key, value) pair, as JSON has it: a list of two
             return [self._walk(v) for v in value]
         return value
 
 
 def _keep_key(match: re.Match[str]) -> str:
-    return match.group(1) + REDACTED
+    return (match.group(1) or match.group(3)) + REDACTED  # the key part of whichever form matched

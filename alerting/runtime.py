@@ -10,6 +10,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from alerting.celeryconf import time_limits  # h6
 from alerting.delivery import Deliverer, Events, RetryPolicy
 from alerting.render import MailConfig
 from alerting.settings import Connections, WorkerSettings
@@ -65,6 +66,7 @@ def build(settings: WorkerSettings, events: Events | None = None) -> Runtime:
         retry=RetryPolicy(settings.max_retries, settings.retry_backoff, settings.retry_backoff_max),
         rate=settings.rate_limit,
         events=events,
+        claim_lease=time_limits(settings).hard,  # h6: a claim outlives any live holder (the task's hard limit)
     )
     return Runtime(settings, store, sender, deliverer, os.getpid())
 

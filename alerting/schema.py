@@ -8,6 +8,7 @@ instead of into a crash or retry loop.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,12 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 
 # Ids and fingerprints end up in Redis key names: keep them to a small, safe alphabet.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+# Times must be finite and inside what a date can show (years 1970-9999): 1e20 or NaN would pass the type check
+# and then break rendering, after the throttle had already counted the alert.
+_MAX_EPOCH = 253_402_300_799.0
+# A re-send names its recipients (see ``Alert.recipients``): addresses, one line each.
+_MAX_RECIPIENTS = 100
+_ADDRESS = re.compile(r"^[^\s,<>\x00-\x1f\x7f]{1,254}$")
 # Fields cut, largest first, when a payload is over MAX_PAYLOAD_BYTES.
 _SHRINKABLE = ("traceback", "stack", "message", "template")
 
@@ -59,6 +66,8 @@ class Alert:
     count: int = 1
     first_created: float | None = None  # with count > 1: when the earliest of the coalesced occurrences was logged
     dropped: DropReport | None = None
+    # Set only on a re-send to the recipients an SMTP server refused (a dead letter, replayed): mail these only.
+    recipients: tuple[str, ...] | None = None
 
 
 def parse(obj: object) -> Alert:
@@ -71,7 +80,7 @@ def parse(obj: object) -> Alert:
     return Alert(
         id=_token(obj, "id"),
         fingerprint=_token(obj, "fingerprint"),
-        created=_number(obj, "created"),
+        created=_time(obj, "created"),
         level=_str(obj, "level", required=True) or "",
         levelno=_int(obj, "levelno", required=True, minimum=0),
         logger=_str(obj, "logger", required=True) or "",
@@ -91,8 +100,9 @@ def parse(obj: object) -> Alert:
         extra=_dict(obj, "extra"),
         context=_dict(obj, "context"),
         count=_int(obj, "count", minimum=1) if obj.get("count") is not None else 1,
-        first_created=_number(obj, "first_created") if obj.get("first_created") is not None else None,
+        first_created=_time(obj, "first_created") if obj.get("first_created") is not None else None,
         dropped=_drops(obj.get("dropped")),
+        recipients=_recipients(obj.get("recipients")),
     )
 
 
@@ -173,6 +183,25 @@ def _number(obj: dict[str, Any], name: str) -> float:
     if type(value) is int or type(value) is float:
         return float(value)
     raise PayloadError(f"field {name!r} must be a number, got {value!r:.100}")
+
+
+def _time(obj: dict[str, Any], name: str) -> float:
+    value = _number(obj, name)
+    if not (math.isfinite(value) and 0 <= value <= _MAX_EPOCH):
+        raise PayloadError(f"field {name!r} must be a time in seconds since 1970 (before year 10000), got {value!r}")
+    return value
+
+
+def _recipients(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= _MAX_RECIPIENTS
+        or not all(isinstance(r, str) and _ADDRESS.fullmatch(r) for r in value)
+    ):
+        raise PayloadError(f"field 'recipients' must be a list of 1-{_MAX_RECIPIENTS} email addresses")
+    return tuple(value)
 
 
 def _dict(obj: dict[str, Any], name: str) -> dict[str, Any]:

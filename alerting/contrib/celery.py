@@ -25,10 +25,11 @@ from urllib.parse import urlsplit
 
 from celery import Celery, signals
 
-from alerting.celeryconf import worker_config
+from alerting.celeryconf import time_limits
 from alerting.config import DEFAULT_QUEUE, parse_queue
 from alerting.errors import ConfigError
 from alerting.lifecycle import AlertWorkerLifecycle
+from alerting.quarantine import QUARANTINE_TASK_NAME
 from alerting.settings import WorkerSettings
 from alerting.transport import DIGEST_TASK_NAME, TASK_NAME
 
@@ -103,11 +104,13 @@ class _WorkerHooks:
         except ConfigError as exc:
             print(f"celery-alerting: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(78) from None  # EX_CONFIG, as the bundled worker
-        time_limit = worker_config(settings)["task_time_limit"]
-        for name in (TASK_NAME, DIGEST_TASK_NAME):
+        limits = time_limits(settings)
+        for name in (TASK_NAME, DIGEST_TASK_NAME, QUARANTINE_TASK_NAME):
             task = self.app.tasks[name]
             if task.time_limit is None:
-                task.time_limit = time_limit
+                task.time_limit = limits.hard
+            if task.soft_time_limit is None:
+                task.soft_time_limit = limits.soft
         self.lifecycle.activate(settings)
 
     def _consumes_alerts(self) -> bool:

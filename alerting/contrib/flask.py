@@ -5,6 +5,11 @@
     app.config["ALERTING_SERVICE"] = "shop"            # every AlertHandler keyword as ALERTING_<NAME>, plus
     alerting = Alerting(app)                           # ALERTING_SEND_PII (default False)
 
+Records logged on other loggers (``logging.getLogger(__name__)`` in a blueprint or a helper module) do not reach
+``app.logger`` and so do not alert. To alert on those too, attach the handler to the root logger instead:
+``app.config["ALERTING_LOGGER"] = "root"`` (or ``Alerting(logger="root")``); ``"app"`` (``app.logger``) is the
+default. ``app.logger`` propagates to the root logger, so its records still alert, once.
+
 Settings, highest precedence first: ``app.config["ALERTING_<NAME>"]``, then ``Alerting(<name>=...)``, then the
 handler's defaults (the broker from the ``ALERTING_BROKER_URL`` environment variable, level CRITICAL). The
 service defaults to ``app.name``. State lives in ``app.extensions["alerting"]`` (an :class:`AlertingState`), so
@@ -33,19 +38,30 @@ from typing import Any
 
 from flask import Flask, got_request_exception, has_request_context, request, request_started, request_tearing_down
 
+from alerting.config import parse_choice
 from alerting.context import reset_context, set_context
 from alerting.contrib import log_unhandled, parse_flag, parse_level, request_context
 from alerting.errors import ConfigError
 from alerting.handler import AlertHandler
 from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
 
-__all__ = ["EXTENSION", "HANDLER_KWARGS", "Alerting", "AlertingState", "build_handler", "handler_kwargs"]
+__all__ = [
+    "EXTENSION",
+    "HANDLER_KWARGS",
+    "LOGGER_CHOICES",
+    "Alerting",
+    "AlertingState",
+    "build_handler",
+    "handler_kwargs",
+]
 
 EXTENSION = "alerting"
 #: AlertHandler's keyword arguments, each settable as app.config["ALERTING_<NAME>"]. Derived, so new ones follow.
 HANDLER_KWARGS = tuple(
     name for name, p in inspect.signature(AlertHandler).parameters.items() if p.kind is p.KEYWORD_ONLY
 )
+#: Where ``ALERTING_LOGGER`` attaches the handler: ``app.logger`` ("app") or the root logger ("root").
+LOGGER_CHOICES = ("app", "root")
 _RESET = "alerting.context_reset"  # keys in the WSGI environ: per request, whatever the app context does
 _UNHANDLED = "alerting.unhandled"
 
@@ -58,6 +74,7 @@ class AlertingState:
     send_pii: bool
     user_id: Callable[[], object] | None
     is_secret: Callable[[str], bool]
+    logger: logging.Logger | None = None  # the logger the handler is attached to (app.logger or the root logger)
 
 
 class Alerting:
@@ -69,6 +86,7 @@ class Alerting:
         *,
         send_pii: bool = False,
         user_id: Callable[[], object] | None = None,
+        logger: str = "app",
         **handler_defaults: Any,
     ) -> None:
         unknown = sorted(set(handler_defaults) - set(HANDLER_KWARGS))
@@ -76,6 +94,7 @@ class Alerting:
             raise TypeError(f"Alerting() got unexpected keyword arguments {unknown}; expected {HANDLER_KWARGS}")
         self.send_pii = send_pii
         self.user_id = user_id
+        self.logger = parse_choice("logger", logger, LOGGER_CHOICES)
         self.handler_defaults = handler_defaults
         if app is not None:
             self.init_app(app)
@@ -85,11 +104,13 @@ class Alerting:
             raise RuntimeError("Alerting is already set up on this app; a second handler would alert twice")
         kwargs = handler_kwargs(app.config, self.handler_defaults, service=app.name)
         send_pii = parse_flag("ALERTING_SEND_PII", app.config.get("ALERTING_SEND_PII", self.send_pii))
+        where = _logger_choice(app.config.get("ALERTING_LOGGER", self.logger))
         handler = build_handler(app.config, kwargs)
         handler.addFilter(_not_flask_duplicate)
         is_secret = Redactor(kwargs.get("secret_keys", DEFAULT_SECRET_KEYS)).is_secret_key
-        app.extensions[EXTENSION] = AlertingState(handler, send_pii, self.user_id, is_secret)
-        app.logger.addHandler(handler)
+        logger = logging.getLogger() if where == "root" else app.logger
+        app.extensions[EXTENSION] = AlertingState(handler, send_pii, self.user_id, is_secret, logger)
+        logger.addHandler(handler)
         # Connected for this app only; module-level receivers, so blinker's weak references stay alive.
         request_started.connect(_begin_request, app)
         request_tearing_down.connect(_end_request, app)
@@ -107,6 +128,12 @@ def handler_kwargs(config: Mapping[str, Any], defaults: Mapping[str, Any], *, se
         setting = "ALERTING_LEVEL" if "ALERTING_LEVEL" in config else "level"
         kwargs["level"] = parse_level(setting, kwargs["level"])
     return kwargs
+
+
+def _logger_choice(value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError("ALERTING_LOGGER", f"expected one of {', '.join(LOGGER_CHOICES)}, got {value!r}")
+    return parse_choice("ALERTING_LOGGER", value, LOGGER_CHOICES)
 
 
 def build_handler(config: Mapping[str, Any], kwargs: Mapping[str, Any]) -> AlertHandler:

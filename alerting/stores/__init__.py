@@ -47,6 +47,15 @@ class OutboxItem:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """The answer to "may I send this alert now?" (see ``StateStore.claim``)."""
+
+    status: str  # claimed (yours until released, marked sent or expired) | sent (already mailed) | busy
+    holder: str = ""  # who holds it, when busy
+    expires_in: float = 0.0  # seconds left on the holder's lease, when busy
+
+
+@dataclass(frozen=True)
 class StoreStatus:
     open_windows: int
     owed_digests: int  # windows whose end will owe a digest, plus digests waiting in the outbox
@@ -60,7 +69,20 @@ class StateStore(Protocol):
 
     def admit(self, occurrence: Occurrence, *, now: float) -> Verdict: ...
 
-    def mark_sent(self, key: str) -> None: ...
+    def mark_sent(self, key: str) -> None:
+        """Record ``key`` as mailed (and drop any claim on it)."""
+
+    def claim(self, key: str, owner: str, *, lease: float, now: float, steal: str = "") -> Claim:
+        """Take the sending of ``key`` for ``lease`` seconds, unless it was sent or another owner holds it; may
+        take it over from ``steal``, a holder the caller knows to be dead. Atomic across workers."""
+        ...
+
+    def release(self, key: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``key`` (a transient failure: the retry must be able to claim it)."""
+
+    def count_start(self, key: str) -> int:
+        """Count one more (re)delivery of the task message ``key``; returns how many so far (kept ``ttl``)."""
+        ...
 
     def is_sent(self, key: str) -> bool: ...
 

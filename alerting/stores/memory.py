@@ -6,7 +6,7 @@ import json
 import threading
 from typing import Any
 
-from alerting.stores import Occurrence, OutboxItem, StoreConfig, StoreStatus
+from alerting.stores import Claim, Occurrence, OutboxItem, StoreConfig, StoreStatus
 from alerting.throttle import Bucket, Verdict, Window, admit, roll, take_token
 
 
@@ -17,6 +17,8 @@ class MemoryStore:
         self._windows: dict[str, Window] = {}
         self._decided: dict[str, Verdict] = {}
         self._sent: set[str] = set()
+        self._claims: dict[str, tuple[str, float]] = {}  # key -> (owner, expiry)
+        self._starts: dict[str, int] = {}
         self._bucket: Bucket | None = None
         self._summary: dict[str, int] = {}
         self._summary_subjects: dict[str, str] = {}
@@ -60,6 +62,27 @@ class MemoryStore:
     def mark_sent(self, key: str) -> None:
         with self._lock:
             self._sent.add(key)
+            self._claims.pop(key, None)
+
+    def claim(self, key: str, owner: str, *, lease: float, now: float, steal: str = "") -> Claim:
+        with self._lock:
+            if key in self._sent:
+                return Claim("sent")
+            holder, expiry = self._claims.get(key, ("", now))
+            if not holder or expiry <= now or holder == owner or (steal and holder == steal):
+                self._claims[key] = (owner, now + lease)
+                return Claim("claimed", owner, lease)
+            return Claim("busy", holder, expiry - now)
+
+    def count_start(self, key: str) -> int:
+        with self._lock:
+            self._starts[key] = self._starts.get(key, 0) + 1
+            return self._starts[key]
+
+    def release(self, key: str, owner: str) -> None:
+        with self._lock:
+            if self._claims.get(key, ("", 0.0))[0] == owner:
+                del self._claims[key]
 
     def is_sent(self, key: str) -> bool:
         with self._lock:

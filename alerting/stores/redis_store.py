@@ -1,7 +1,8 @@
 """Redis state store, shared by every worker: each decision is one Lua script, atomic, one round trip.
 
 Keys (``<p>`` is the prefix): ``<p>:win:<fp>`` window hash, ``<p>:due`` window ends, ``<p>:dec:<id>`` and
-``<p>:sent:<id>`` idempotency markers, ``<p>:bucket`` the rate limiter, ``<p>:summary*`` folded alerts,
+``<p>:sent:<id>`` idempotency markers, ``<p>:claim:<id>`` who is sending an alert now, ``<p>:starts:<task>``
+how often a task message was started, ``<p>:bucket`` the rate limiter, ``<p>:summary*`` folded alerts,
 ``<p>:outbox`` + ``<p>:item:<id>`` mail owed, ``<p>:dead`` dead letters. Scripts address keys built from the
 prefix, so Redis Cluster is not supported (a single Redis, with replicas or Sentinel, is).
 """
@@ -19,7 +20,7 @@ from redis.sentinel import Sentinel
 
 from alerting.errors import StoreError
 from alerting.sentinel import is_sentinel, parse_sentinel
-from alerting.stores import Occurrence, OutboxItem, StoreConfig, StoreStatus
+from alerting.stores import Claim, Occurrence, OutboxItem, StoreConfig, StoreStatus
 from alerting.throttle import Verdict
 from alerting.tls import redis_client_ssl_kwargs
 
@@ -84,6 +85,11 @@ class RedisStore:
         self._admit = client.register_script(_script("admit.lua"))
         self._roll = client.register_script(_script("roll.lua"))
         self._lease = client.register_script(_script("lease.lua"))
+        self._claim = client.register_script(_script("claim.lua"))
+        # Compare-and-delete: only the holder releases its claim (an expired one may already be someone else's).
+        self._release = client.register_script(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        )
 
     def _rate_args(self) -> tuple[int, float]:
         rate = self.config.rate
@@ -113,7 +119,28 @@ class RedisStore:
 
     @_mapped
     def mark_sent(self, key: str) -> None:
-        self.client.set(f"{self._p}:sent:{key}", "1", ex=max(int(self.config.ttl), 1))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(f"{self._p}:sent:{key}", "1", ex=max(int(self.config.ttl), 1))
+        pipe.delete(f"{self._p}:claim:{key}")
+        pipe.execute()
+
+    @_mapped
+    def claim(self, key: str, owner: str, *, lease: float, now: float, steal: str = "") -> Claim:
+        # Redis keeps the lease on its own clock (PX); ``now`` is for the memory store's.
+        status, holder, ms_left = self._claim(args=[self._p, key, owner, max(int(lease * 1000), 1), steal])
+        return Claim(_text(status), _text(holder), max(int(ms_left), 0) / 1000)
+
+    @_mapped
+    def count_start(self, key: str) -> int:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(f"{self._p}:starts:{key}")
+        pipe.expire(f"{self._p}:starts:{key}", max(int(self.config.ttl), 1))
+        count, _ = pipe.execute()
+        return int(count)
+
+    @_mapped
+    def release(self, key: str, owner: str) -> None:
+        self._release(keys=[f"{self._p}:claim:{key}"], args=[owner])
 
     @_mapped
     def is_sent(self, key: str) -> bool:

@@ -1,15 +1,18 @@
 """``MailSink``: a real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives. For tests and demos.
 
 It can play the servers alerting has to survive: slow (``delay``), temporarily failing
-(``fail_next("451 ...", times=2)``), refusing (``reject_all("550 ...")``), and STARTTLS/implicit TLS with
-AUTH. Needs the ``testing`` extra (aiosmtpd).
+(``fail_next("451 ...", times=2)``), refusing (``reject_all("550 ...")``), refusing some recipients only
+(``refuse_recipient(addr, "550 ...")``), and STARTTLS/implicit TLS with AUTH. :class:`Tarpit` plays a server
+that answers one byte at a time. Needs the ``testing`` extra (aiosmtpd).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
+import socket
 import ssl
 import threading
 import time
@@ -48,6 +51,14 @@ class Received:
 class _Handler:
     def __init__(self, sink: MailSink) -> None:
         self.sink = sink
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        with self.sink._cond:
+            refusal = self.sink._refused_rcpts.get(address.lower())
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         sink = self.sink
@@ -106,6 +117,7 @@ class MailSink:
         self._cond = threading.Condition()
         self._failures: deque[str] = deque()
         self._reject: str | None = None
+        self._refused_rcpts: dict[str, str] = {}
         self._users = dict(users or {})
         kwargs: dict[str, Any] = {}
         if tls_context is not None and implicit_tls:
@@ -150,6 +162,15 @@ class MailSink:
         with self._cond:
             self._reject = reply
 
+    def refuse_recipient(self, address: str, reply: str = "550 5.1.1 No such user") -> None:
+        """Answer RCPT TO for ``address`` with ``reply`` (an empty one: accept it again); the message is still
+        accepted for the others."""
+        with self._cond:
+            if reply:
+                self._refused_rcpts[address.lower()] = reply
+            else:
+                self._refused_rcpts.pop(address.lower(), None)
+
     # -- inspection ----------------------------------------------------------------------------------------
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Wait until at least ``count`` messages arrived; returns them all (raises TimeoutError if not)."""
@@ -180,3 +201,83 @@ class MailSink:
             if user in self._users and self._users[user] == auth_data.password.decode():
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
+
+
+class Tarpit:
+    """A "mail server" on 127.0.0.1 that answers, but one byte every ``interval`` seconds: its banner, and a reply
+    to every line it reads. Each byte comes well within any per-read timeout; a whole transaction never ends."""
+
+    def __init__(self, *, interval: float = 0.3, host: str = "127.0.0.1") -> None:
+        self.interval = interval
+        self._listener = socket.create_server((host, 0))
+        self.host = host
+        self.port: int = self._listener.getsockname()[1]
+        self.connections = 0
+        self.closed_by_client = 0  # connections the client gave up on
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Tarpit:
+        thread = threading.Thread(target=self._accept, name="tarpit", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+    def __enter__(self) -> Tarpit:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), name="tarpit-conn", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.2)
+            try:
+                if not self._dribble(conn, b"220 tarpit.example ESMTP\r\n"):
+                    return
+                buffer = b""
+                while not self._stopped.is_set():
+                    try:
+                        chunk = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        self.closed_by_client += 1
+                        return
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        _, buffer = buffer.split(b"\n", 1)
+                        if not self._dribble(conn, b"250 ok\r\n"):
+                            return
+            except OSError:
+                self.closed_by_client += 1
+
+    def _dribble(self, conn: socket.socket, data: bytes) -> bool:
+        for i in range(len(data)):
+            if self._stopped.wait(self.interval):
+                return False
+            try:
+                conn.sendall(data[i : i + 1])
+            except OSError:
+                self.closed_by_client += 1
+                return False
+        return True

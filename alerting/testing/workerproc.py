@@ -30,7 +30,10 @@ class WorkerProcess:
         name: str | None = None,
         loglevel: str = "INFO",
         extra_args: Sequence[str] = (),
+        cluster_chatter: bool = False,
     ) -> None:
+        """``cluster_chatter=True`` runs the worker as users do, with Celery's gossip, mingle and heartbeat (off by
+        default: they slow start-up and only matter to tests about several workers meeting)."""
         self.queue = queue
         self.name = name or f"alerting-{uuid.uuid4().hex[:8]}"
         self._dir = Path(tempfile.mkdtemp(prefix="alerting-worker-"))
@@ -40,8 +43,8 @@ class WorkerProcess:
         self.args = [
             sys.executable, "-m", "celery", "-A", app, "worker",
             "-P", pool, "-c", str(concurrency), "-n", f"{self.name}@%h", "-Q", queue,
-            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel,
-            *extra_args,
+            *(() if cluster_chatter else ("--without-gossip", "--without-mingle", "--without-heartbeat")),
+            "-l", loglevel, *extra_args,
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,14 +1,23 @@
 """The worker image (worker/Dockerfile) on pytest-celery's containers: it consumes ``alerting.deliver`` from a Redis
 container and, with no SMTP server to reach, dead-letters the alert in that Redis.
 
-Needs a Docker daemon; skipped, with the reason, where none answers. Nothing here touches Docker at import time
-except the ping that decides the skip, so collection works without one.
+Needs a Docker engine. One that answers is used; else, as root with dockerd installed, .ci/docker/ensure-engine
+starts one (what `make docker-test` does). The test is skipped, with the reason, only where no engine can be had
+at all. Base images missing locally are pulled or, where no registry answers, built as local stand-ins by
+.ci/docker/base-images: a registry failure is never an error. Nothing touches Docker at import or collection time.
+
+Two traps of this machine kind are closed here, not left to pytest-docker-tools' guesses: a ``/.dockerenv`` file
+makes it believe the tests run inside a container and point the test's Redis client at ``localhost:6379``, the
+host's own Redis, so the broker's address is taken from its published port, always; and the image is built with
+the proxy CA (``EXTRA_CA_CERTS``) that pip inside the build needs where HTTPS goes through one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +32,10 @@ from pytest_celery import (
     CeleryTestWorker,
     CeleryWorkerCluster,
     CeleryWorkerContainer,
+    RedisContainer,
     RedisTestBroker,
 )
+from pytest_celery.vendors.redis.defaults import REDIS_CONTAINER_TIMEOUT
 from pytest_docker_tools import build, container, fxtr
 
 from alerting.payload import build as build_payload
@@ -35,24 +46,80 @@ from alerting.transport import TASK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "alerts"  # the image's CMD: celery -A alerting.worker worker -Q alerts --loglevel INFO
+ENGINE_SCRIPT = ROOT / ".ci" / "docker" / "ensure-engine"
+BASE_IMAGES_SCRIPT = ROOT / ".ci" / "docker" / "base-images"
+BASE_IMAGES = ("python:3.11-slim", "redis:7-alpine")  # FROM in worker/Dockerfile; the broker container below
+BROKER_IMAGE = "redis:7-alpine"  # pytest-celery's default, redis:latest, is one more image to pull
+
+pytestmark = [pytest.mark.docker]
 
 
-def _docker_unavailable() -> str | None:
-    """Why no Docker daemon can be used, or None when one answers."""
+def _extra_ca_certs() -> str:
+    """PEM text for worker/Dockerfile's EXTRA_CA_CERTS: $EXTRA_CA_CERTS, else the host's local CAs (a proxy's)."""
+    if os.environ.get("EXTRA_CA_CERTS"):
+        return os.environ["EXTRA_CA_CERTS"]
+    certs = sorted(Path("/usr/local/share/ca-certificates").glob("**/*.crt"))
+    return "\n".join(c.read_text(encoding="utf-8").strip() for c in certs)
+
+
+def _ping() -> str | None:
+    """Why no Docker engine answers, or None when one does."""
     try:
         client = docker.from_env(timeout=5)
         try:
             client.ping()
         finally:
             client.close()
-    except Exception as exc:  # DockerException, requests' connection errors: all mean "no daemon to use"
-        return f"no Docker daemon answers (docker.from_env().ping(): {exc}); start Docker to run the image smoke test"
+    except Exception as exc:  # DockerException, requests' connection errors: all mean "no engine answers"
+        return f"docker.from_env().ping(): {exc}"
     return None
 
 
-_NO_DOCKER = _docker_unavailable()
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine that answers (started here if it is installed but stopped), with the base images present."""
+    why = _ping()
+    if why is not None:
+        if os.geteuid() != 0 or not ENGINE_SCRIPT.is_file():
+            pytest.skip(f"no Docker engine can be had: {why}; start Docker to run the image smoke test")
+        started = subprocess.run(
+            [str(ENGINE_SCRIPT)],
+            env={**os.environ, "ENSURE_ENGINE_NO_INSTALL": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if started.returncode != 0:
+            pytest.skip(f"no Docker engine can be had: {why}; {started.stderr.strip() or started.stdout.strip()}")
+    client = docker.from_env(timeout=30)
+    try:
+        missing = [image for image in BASE_IMAGES if not client.images.list(name=image)]
+    finally:
+        client.close()
+    if missing:
+        # Pulled where a registry answers, else built from Debian packages (slow once, then cached).
+        result = subprocess.run([str(BASE_IMAGES_SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
+        assert result.returncode == 0, f"base images {missing}: {result.stdout}{result.stderr}"
 
-pytestmark = [pytest.mark.docker, pytest.mark.skipif(_NO_DOCKER is not None, reason=_NO_DOCKER or "")]
+
+@pytest.fixture(scope="session")
+def docker_client(docker_engine: None) -> Iterator[docker.DockerClient]:
+    """pytest-docker-tools' client, made only once an engine answers (every container fixture here uses it)."""
+    client = docker.from_env(timeout=120)
+    yield client
+    client.close()
+
+
+class PublishedPortRedisContainer(RedisContainer):
+    """The broker container, reached from the test through the port it publishes on the host.
+
+    pytest-docker-tools switches to the container's own address and port (6379) when it sees /.dockerenv; with
+    ``host_url`` spelled ``localhost:<port>`` by pytest-celery, that sends the test to the host's Redis on 6379.
+    """
+
+    def get_addr(self, port: str) -> tuple[str, int]:
+        return ("127.0.0.1", int(self.ports[port][0]))
 
 
 class AlertingWorkerContainer(CeleryWorkerContainer):
@@ -87,7 +154,13 @@ class AlertingWorkerContainer(CeleryWorkerContainer):
         }
 
 
-alerting_worker_image = build(path=str(ROOT), dockerfile="worker/Dockerfile", tag="celery-alerting-worker:smoke")
+alerting_worker_image = build(
+    path=str(ROOT),
+    dockerfile="worker/Dockerfile",
+    tag="celery-alerting-worker:smoke",
+    buildargs={"EXTRA_CA_CERTS": _extra_ca_certs()},
+    forcerm=True,  # a failed build leaves no stopped intermediate container behind
+)
 
 alerting_worker_container = container(
     image="{alerting_worker_image.id}",
@@ -101,6 +174,29 @@ alerting_worker_container = container(
 @pytest.fixture
 def alerting_worker_env(celery_worker_cluster_config: dict[str, Any]) -> dict[str, str]:
     return AlertingWorkerContainer.initial_env(celery_worker_cluster_config)
+
+
+@pytest.fixture
+def default_redis_broker_cls() -> type[RedisContainer]:
+    return PublishedPortRedisContainer
+
+
+# pytest-celery's own fixture, with the wrapper class above: its container() factory fixes the wrapper class,
+# which default_redis_broker_cls does not reach.
+default_redis_broker = container(
+    image="{default_redis_broker_image}",
+    ports=fxtr("default_redis_broker_ports"),
+    environment=fxtr("default_redis_broker_env"),
+    network="{default_pytest_celery_network.name}",
+    wrapper_class=PublishedPortRedisContainer,
+    timeout=REDIS_CONTAINER_TIMEOUT,
+    command=fxtr("default_redis_broker_command"),
+)
+
+
+@pytest.fixture
+def default_redis_broker_image() -> str:
+    return BROKER_IMAGE
 
 
 @pytest.fixture
@@ -140,7 +236,14 @@ def _payload() -> dict[str, Any]:
     return finalize(payload, redactor)
 
 
+# Building the image (pip install through the network) and starting two containers: a cold first run takes longer
+# than the suite's default 120 s; with images cached it takes a few seconds.
+@pytest.mark.timeout(600)
 def test_worker_image_consumes_a_deliver_task_and_dead_letters_it_without_smtp(celery_setup: CeleryTestSetup) -> None:
+    assert celery_setup.broker is not None
+    broker_url = celery_setup.broker.config()["host_url"]
+    assert broker_url.startswith("redis://localhost:")
+    assert not broker_url.startswith("redis://localhost:6379/"), "the test would talk to the host's own Redis"
     payload = _payload()
 
     celery_setup.app.send_task(TASK_NAME, args=[payload], queue=QUEUE, serializer="json")
@@ -149,7 +252,6 @@ def test_worker_image_consumes_a_deliver_task_and_dead_letters_it_without_smtp(c
     assert worker is not None
     worker.assert_log_exists(f"dead-lettered alert {payload['id']}", timeout=60)
     worker.assert_log_exists(f"Task {TASK_NAME}[", timeout=10)
-    assert celery_setup.broker is not None
     (raw,) = celery_setup.broker.container.client.lrange("alerting:dead", 0, -1)
     record = json.loads(raw)
     assert record["id"] == payload["id"]

@@ -119,6 +119,30 @@ def test_the_same_process_replays_its_spool_when_redis_returns(
         handler.close()
 
 
+def test_a_spool_that_cannot_be_used_is_flagged_in_stats_and_alerts_wait_in_memory(
+    private_redis: RedisServer, tmp_path: Path, queue: str
+) -> None:
+    spool = str(tmp_path / "not-mounted" / "alerts.sqlite")  # e.g. a volume that was never mounted
+    private_redis.stop()
+    handler = AlertHandler(broker_url=private_redis.url, queue=queue, spool_path=spool)
+    log = logging.getLogger("test.spool.unusable")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        assert handler.stats()["spool_unusable"] == 1
+        for i in range(5):
+            log.critical("kept in memory %d", i, extra={"alert_key": str(i)})
+        private_redis.start()
+        client = private_redis.client()
+        assert handler.flush(timeout=15)
+        assert client.llen(queue) == 5
+        stats = handler.stats()
+        assert (stats["lost"], stats["spooled"], stats["published"]) == (0, 0, 5)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
 def test_processes_sharing_one_spool_publish_each_alert_exactly_once(
     redis_url: str, redis_client: redis.Redis, tmp_path: Path, queue: str
 ) -> None:

@@ -289,3 +289,29 @@ def _normal(body: dict[str, Any]) -> str:
     if body.get("kind") == "summary":
         body = {**body, "entries": sorted(body["entries"], key=lambda e: e["fingerprint"])}
     return json.dumps(body, sort_keys=True)
+
+
+def test_a_claim_is_held_by_one_owner_until_released_sent_or_taken_over_from_a_dead_holder(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store()
+    first = store.claim("id-1", "host/ns/1/a", lease=30.0, now=T0)
+    assert first.status == "claimed"
+    busy = store.claim("id-1", "host/ns/2/b", lease=30.0, now=T0 + 1)
+    assert busy.status == "busy"
+    assert busy.holder == "host/ns/1/a"
+    assert 0 < busy.expires_in <= 30.0
+    store.release("id-1", "host/ns/2/b")  # not the holder: no effect
+    assert store.claim("id-1", "host/ns/2/b", lease=30.0, now=T0 + 1).status == "busy"
+    store.release("id-1", "host/ns/1/a")
+    assert store.claim("id-1", "host/ns/2/b", lease=30.0, now=T0 + 2).status == "claimed"
+    taken = store.claim("id-1", "host/ns/3/c", lease=30.0, now=T0 + 3, steal="host/ns/2/b")
+    assert taken.status == "claimed"
+    store.mark_sent("id-1")
+    assert store.claim("id-1", "host/ns/4/d", lease=30.0, now=T0 + 4).status == "sent"
+
+
+def test_redeliveries_of_a_message_are_counted(make_store: Callable[..., StateStore]) -> None:
+    store = make_store()
+    assert [store.count_start("task:0") for _ in range(3)] == [1, 2, 3]
+    assert store.count_start("task:1") == 1

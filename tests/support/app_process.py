@@ -35,6 +35,7 @@ def main() -> int:
         return _fork(log, args.prefix)
     for i in range(args.count):
         log.critical("%s %d", args.prefix, i, extra={"alert_key": f"{args.prefix}-{i}"})
+    print(f"logged {args.count}", flush=True)  # a test may end an outage once this line is out
     if args.exit == "kill-after-spooled":
         deadline = time.monotonic() + 10
         while handler.stats()["spooled"] < args.count and time.monotonic() < deadline:

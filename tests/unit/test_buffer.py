@@ -4,12 +4,14 @@ slots, a full buffer gives way least-severe-oldest first and reports every drop 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.buffer import AlertBuffer, Entry
+from alerting.buffer import HOT_MIN, HOT_PER_ENTRY, REENTRANT_KEY, AlertBuffer, Entry
 from tests.unit.factories import FakeClock
 
 CRITICAL, ERROR, WARNING = logging.CRITICAL, logging.ERROR, logging.WARNING
@@ -244,3 +246,190 @@ def test_every_occurrence_is_either_delivered_or_reported_as_dropped(
     reported += leftover["total"] if leftover else 0
     assert sum(e.count for e in delivered) + reported == puts
     assert reported == buf.dropped_total
+
+
+# -- eviction order, in O(1): entries kept per level, oldest first ------------------------------------------------
+def test_a_full_buffer_evicts_by_level_first_then_age_across_ready_entries_and_repeat_slots() -> None:
+    buf, clock = make(capacity=4)
+    buf.put(p("e-first"), "E", ERROR)
+    buf.take(10)  # E was seen: its next occurrence becomes a repeat slot
+    clock.advance(0.1)
+    buf.put(p("w1"), "W1", WARNING)  # seq order: W1, E-slot, C1, W2
+    buf.put(p("e-slot"), "E", ERROR)
+    buf.put(p("c1"), "C1", CRITICAL)
+    buf.put(p("w2"), "W2", WARNING)
+    buf.put(p("c2"), "C2", CRITICAL)  # full: the oldest WARNING gives way
+    buf.put(p("c3"), "C3", CRITICAL)  # then the other WARNING
+    buf.put(p("c4"), "C4", CRITICAL)  # then the ERROR repeat slot, though it is older than nothing left
+    assert buf.drop_report() == {"total": 3, "by_fingerprint": {"W1": 1, "W2": 1, "E": 1}}
+    assert names(buf.take(10, everything=True)) == ["c1", "c2", "c3", "c4"]
+
+
+def test_the_oldest_of_the_least_severe_gives_way_whether_it_is_a_ready_entry_or_a_repeat_slot() -> None:
+    buf, clock = make(capacity=3)
+    buf.put(p("a1"), "A", ERROR)
+    buf.take(10)
+    clock.advance(0.1)
+    buf.put(p("a-slot"), "A", ERROR)  # a repeat slot, older than the ready entries below
+    buf.put(p("b1"), "B", ERROR)
+    buf.put(p("c1"), "C", ERROR)
+    buf.put(p("d1"), "D", ERROR)  # full: the slot is the oldest ERROR
+    assert buf.drop_report() == {"total": 1, "by_fingerprint": {"A": 1}}
+    buf.put(p("e1"), "E", ERROR)  # now the oldest ready entry
+    assert buf.drop_report() == {"total": 2, "by_fingerprint": {"A": 1, "B": 1}}
+    assert names(buf.take(10, everything=True)) == ["c1", "d1", "e1"]
+
+
+def test_a_repeat_slot_folding_a_more_severe_occurrence_is_held_at_that_severity() -> None:
+    buf, clock = make(capacity=2)
+    buf.put(p("k1"), "K", WARNING)
+    buf.take(10)
+    clock.advance(0.1)
+    buf.put(p("k-warning"), "K", WARNING)  # a WARNING slot
+    buf.put(p("k-critical"), "K", CRITICAL)  # folded in: the slot now stands for a CRITICAL
+    buf.put(p("e1"), "E1", ERROR)
+    buf.put(p("c1"), "C1", CRITICAL)  # full: the ERROR gives way, not the slot that now holds a CRITICAL
+    assert buf.drop_report() == {"total": 1, "by_fingerprint": {"E1": 1}}
+    (c1, slot) = buf.take(10, everything=True)
+    assert (c1.payload["name"], slot.payload["name"], slot.count, slot.levelno) == ("c1", "k-critical", 2, CRITICAL)
+
+
+class ReferenceBuffer:
+    """The documented policy, written the obvious O(n) way: no coalescing, least severe then oldest gives way."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.ready: list[tuple[int, int, str]] = []  # (levelno, seq, name), publishing order
+        self.seq = 0
+        self.dropped: list[str] = []
+
+    def put(self, name: str, levelno: int) -> None:
+        self.seq += 1
+        self._admit((levelno, self.seq, name), front=False)
+
+    def take(self, limit: int) -> list[tuple[int, int, str]]:
+        out, self.ready = self.ready[:limit], self.ready[limit:]
+        return out
+
+    def put_back(self, entries: list[tuple[int, int, str]]) -> None:
+        for entry in sorted(entries, key=lambda e: e[1], reverse=True):
+            self._admit(entry, front=True)
+
+    def _admit(self, entry: tuple[int, int, str], *, front: bool) -> None:
+        if len(self.ready) >= self.capacity:
+            victim = min(self.ready)
+            if entry < victim:
+                self.dropped.append(entry[2])
+                return
+            self.ready.remove(victim)
+            self.dropped.append(victim[2])
+        self.ready.insert(0, entry) if front else self.ready.append(entry)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["put", "put", "put", "take", "fail"]), st.sampled_from([WARNING, ERROR, CRITICAL])),
+        max_size=80,
+    ),
+    capacity=st.integers(min_value=1, max_value=5),
+)
+def test_the_buffer_gives_way_exactly_as_the_documented_policy_says(
+    steps: list[tuple[str, int]], capacity: int
+) -> None:
+    buf, _ = make(capacity=capacity, interval=0.0)  # no coalescing: every put is a first occurrence
+    ref = ReferenceBuffer(capacity)
+    delivered: list[Entry] = []
+    for i, (action, level) in enumerate(steps):
+        if action == "put":
+            buf.put(p(f"n{i}"), f"n{i}", level)
+            ref.put(f"n{i}", level)
+            continue
+        taken, ref_taken = buf.take(2), ref.take(2)
+        assert names(taken) == [name for _, _, name in ref_taken]
+        if action == "take":
+            delivered += taken
+        else:  # a failed publish
+            buf.put_back(taken)
+            ref.put_back(ref_taken)
+    delivered += buf.take(1 << 30, everything=True)
+    assert names(delivered[-len(ref.ready) :] if ref.ready else []) == [name for _, _, name in ref.ready]
+    reports = [e.payload["dropped"] for e in delivered if "dropped" in e.payload] + [buf.drop_report() or {}]
+    reported: Counter[str] = Counter()
+    for report in reports:
+        reported.update(report.get("by_fingerprint", {}))
+    assert reported == Counter(ref.dropped)  # the same entries gave way, each reported once
+
+
+# -- bounded by capacity, whatever the rate --------------------------------------------------------------------------
+def test_the_table_of_recent_fingerprints_stays_bounded_by_capacity_at_any_logging_rate() -> None:
+    buf, clock = make(capacity=10, interval=1.0)
+    for i in range(50_000):  # 50,000 distinct fingerprints inside one coalescing interval
+        clock.now = 100.0 + i * 1e-6
+        buf.put(p(f"n{i}"), f"F{i}", CRITICAL)
+    assert len(buf._hot) <= HOT_PER_ENTRY * 10 + HOT_MIN
+    assert len(buf) == 10
+    assert buf.dropped_total == 50_000 - 10
+
+
+def test_a_fingerprint_forgotten_by_the_bounded_table_goes_out_as_a_first_occurrence_again() -> None:
+    buf, clock = make(capacity=1, interval=1.0)
+    buf.put(p("a1"), "A", CRITICAL)
+    buf.take(10)
+    for i in range(HOT_PER_ENTRY + HOT_MIN + 1):  # enough newer fingerprints to push A out of the table
+        buf.put(p(f"n{i}"), f"F{i}", CRITICAL)
+        buf.take(10)
+    clock.advance(0.1)
+    buf.put(p("a2"), "A", CRITICAL)
+    (again,) = buf.take(10)  # ready at once, not held for the interval: a message more, never an alert less
+    assert again.payload["name"] == "a2"
+
+
+# -- re-entrant calls (a signal handler logging while its thread holds the lock) ------------------------------------
+class InterruptingClock(FakeClock):
+    """Runs ``interrupt`` once, from inside the buffer's critical section: where a signal handler can land."""
+
+    def __init__(self) -> None:
+        super().__init__(100.0)
+        self.interrupt: Callable[[], object] | None = None
+
+    def __call__(self) -> float:
+        hook, self.interrupt = self.interrupt, None
+        if hook is not None:
+            hook()
+        return self.now
+
+
+def test_a_put_nested_in_a_put_on_the_same_thread_does_not_wait_and_goes_out_after_it() -> None:
+    clock = InterruptingClock()
+    buf = AlertBuffer(100, 1.0, clock=clock)
+    nested: list[bool] = []
+    clock.interrupt = lambda: nested.append(buf.put(p("from a signal handler"), "S", CRITICAL))
+    buf.put(p("outer"), "O", CRITICAL)  # with a plain lock, the nested put waited for this one: forever
+    assert nested == [True]  # handed off, and the publisher is told to wake up
+    assert len(buf) == 2
+    assert names(buf.take(10)) == ["outer", "from a signal handler"]
+
+
+def test_a_put_nested_in_take_waits_in_the_handoff_for_the_next_take() -> None:
+    clock = InterruptingClock()
+    buf = AlertBuffer(100, 1.0, clock=clock)
+    buf.put(p("a1"), "A", CRITICAL)
+    buf.take(10)
+    clock.advance(0.1)
+    buf.put(p("a2"), "A", CRITICAL)  # a repeat slot: take() reads the clock for it
+    clock.interrupt = lambda: buf.put(p("from a signal handler"), "S", CRITICAL)
+    assert names(buf.take(10, everything=True)) == ["a2"]
+    assert names(buf.take(10)) == ["from a signal handler"]
+
+
+def test_reentrant_puts_beyond_the_handoff_are_counted_and_reported_on_the_next_message() -> None:
+    buf, _ = make(capacity=3)
+    for i in range(5):
+        buf.put_reentrant(p(f"s{i}"), f"S{i}", CRITICAL)
+    assert buf.skipped() == 2
+    (first, *rest) = buf.take(10)
+    assert [first.payload["name"], *names(rest)] == ["s0", "s1", "s2"]
+    assert first.payload["dropped"] == {"total": 2, "by_fingerprint": {REENTRANT_KEY: 2}}
+    assert buf.skipped() == 2  # lifetime, counted once
+    assert buf.drop_report() is None

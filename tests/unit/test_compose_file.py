@@ -75,7 +75,7 @@ def test_compose_runs_redis_mailpit_worker_and_example_app() -> None:
     assert {1025, 8025} <= container_ports(services["mailpit"])
 
     app = services["app"]
-    assert app["build"] == {"context": ".", "dockerfile": "examples/Dockerfile"}
+    assert (app["build"]["context"], app["build"]["dockerfile"]) == (".", "examples/Dockerfile")
     assert 8000 in container_ports(app)
     assert app["environment"]["ALERTING_BROKER_URL"] == "redis://redis:6379/0"
     assert "redis" in app["depends_on"]
@@ -83,7 +83,7 @@ def test_compose_runs_redis_mailpit_worker_and_example_app() -> None:
 
 def test_compose_worker_builds_from_worker_dockerfile_and_talks_to_redis_and_mailpit() -> None:
     worker = load_compose()["services"]["worker"]
-    assert worker["build"] == {"context": ".", "dockerfile": "worker/Dockerfile"}
+    assert (worker["build"]["context"], worker["build"]["dockerfile"]) == (".", "worker/Dockerfile")
     assert (ROOT / worker["build"]["context"] / worker["build"]["dockerfile"]).is_file()
 
     env = worker["environment"]
@@ -95,6 +95,29 @@ def test_compose_worker_builds_from_worker_dockerfile_and_talks_to_redis_and_mai
 
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert "mailpit" in worker["depends_on"]
+
+
+def test_compose_builds_pass_a_proxy_ca_through_to_both_dockerfiles_empty_by_default() -> None:
+    services = load_compose()["services"]
+    for service, dockerfile in (("worker", WORKER_DOCKERFILE), ("app", EXAMPLE_DOCKERFILE)):
+        assert services[service]["build"]["args"] == {"EXTRA_CA_CERTS": "${EXTRA_CA_CERTS:-}"}
+        instructions = dockerfile_instructions(dockerfile)
+        assert ("ARG", 'EXTRA_CA_CERTS=""') in instructions
+        (pip_step,) = [args for keyword, args in instructions if keyword == "RUN" and "pip install" in args]
+        assert "PIP_CERT" in pip_step  # pip trusts it in that step only: no ENV, nothing in the trust store
+        assert not any("EXTRA_CA_CERTS" in args for keyword, args in instructions if keyword == "ENV")
+
+
+def test_compose_throttle_window_defaults_to_five_minutes_and_can_be_set_from_the_environment() -> None:
+    env = load_compose()["services"]["worker"]["environment"]
+    assert env["ALERTING_THROTTLE_WINDOW"] == "${ALERTING_THROTTLE_WINDOW:-300}"
+
+
+def test_ci_mail_catcher_override_swaps_only_the_mailpit_service() -> None:
+    override = YAML(typ="safe", pure=True).load((ROOT / ".ci" / "docker" / "compose.mailsink.yml").read_text())
+    assert set(override) == {"services"}
+    assert set(override["services"]) == {"mailpit"}
+    assert set(override["services"]["mailpit"]) == {"image", "build"}  # same ports, no other change
 
 
 def test_worker_container_consumes_the_alerts_queue() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from alerting import AlertHandler
 from alerting.config import (
     DEFAULT_BROKER_URL,
     Rate,
@@ -11,8 +12,10 @@ from alerting.config import (
     parse_choice,
     parse_duration,
     parse_int,
+    parse_level,
     parse_queue,
     parse_rate,
+    parse_url,
     resolve_broker_url,
 )
 from alerting.errors import ConfigError
@@ -156,3 +159,28 @@ def test_resolve_broker_url_names_the_argument_or_the_variable_it_came_from() ->
         resolve_broker_url(None, {"ALERTING_BROKER_URL": "http://x"})
     with pytest.raises(ConfigError, match=r"^broker_url: "):
         resolve_broker_url("", {})
+
+
+@pytest.mark.parametrize(("value", "level"), [("CRITICAL", 50), ("error", 40), (" warning ", 30), (25, 25)])
+def test_parse_level_reads_names_in_any_case_and_numbers(value: object, level: int) -> None:
+    assert parse_level("level", value) == level
+
+
+@pytest.mark.parametrize("value", ["CRITICALL", "", -1, True, None, 1.5])
+def test_parse_level_rejects_what_is_not_a_level_naming_the_setting(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"^level: ") as info:
+        parse_level("level", value)
+    assert info.value.setting == "level"
+
+
+def test_alert_handler_with_a_misspelt_level_raises_config_error_naming_level() -> None:
+    with pytest.raises(ConfigError, match=r"^level: .*'CRITICALL'") as info:
+        AlertHandler(level="CRITICALL")  # logging's own check raised a bare ValueError
+    assert info.value.setting == "level"
+
+
+def test_parse_url_refuses_a_port_that_is_not_a_port_without_repeating_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"^ALERTING_BROKER_URL: ") as info:
+        parse_url("ALERTING_BROKER_URL", "redis://:hunter2@localhost:99999/0", ("redis",))
+    assert "hunter2" not in str(info.value)
+    assert "***" in str(info.value)

@@ -297,3 +297,162 @@ def test_with_the_state_store_down_an_alert_is_retried_then_mailed_unthrottled_r
     assert "state store unavailable" in first.reason
     assert last.status == "sent"
     assert s.sender.subjects == ["[CRITICAL] app.payments: disk full"]
+
+
+# -- hardening: claims, the boundary, size, refused recipients ------------------------------------------------
+class RefusingSender(RecordingSender):
+    """Accepts every message, but the server refused ``refused`` among its recipients."""
+
+    def __init__(self, refused: dict[str, tuple[int, bytes]]) -> None:
+        super().__init__()
+        self.refused = refused
+        self.recipients: list[list[str] | None] = []
+
+    def send(self, msg: Email, to: list[str] | None = None) -> dict[str, tuple[int, bytes]]:  # type: ignore[override]
+        super().send(msg)
+        self.recipients.append(to)
+        return {} if to else self.refused
+
+
+def test_an_alert_claimed_by_another_live_sender_is_retried_later_not_mailed_twice() -> None:
+    s = Setup(RecordingSender())
+    raw = payload()
+    other = "elsewhere.example/1/4242/abcdef"  # another host: its holder cannot be seen to be dead
+    assert s.store.claim(raw["id"], other, lease=60.0, now=s.clock()).status == "claimed"
+
+    outcome = s.deliver(raw)
+
+    assert outcome.status == "retry"
+    assert outcome.retry_in is not None
+    assert 0 < outcome.retry_in <= 60.0 / 10 + 1
+    assert "being sent by" in outcome.reason
+    assert s.sender.attempts == 0
+    s.store.mark_sent(raw["id"])  # the other sender succeeded
+    assert s.deliver(raw, attempt=1).status == "duplicate"
+    assert s.sender.attempts == 0
+
+
+def test_a_claim_left_by_a_process_of_this_host_that_died_is_taken_over_at_once() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from alerting.delivery import _pid_namespace
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a PID that no longer exists
+    dead = f"{socket.gethostname()}/{_pid_namespace()}/{child.pid}/deadbeef"
+    assert child.pid != os.getpid()
+    s = Setup(RecordingSender())
+    raw = payload()
+    s.store.claim(raw["id"], dead, lease=60.0, now=s.clock())
+
+    assert s.deliver(raw).status == "sent"
+    assert len(s.sender.sent) == 1
+
+
+def test_a_transient_failure_releases_the_claim_so_the_retry_can_send() -> None:
+    s = Setup(RecordingSender(smtplib.SMTPDataError(451, b"4.3.0 try again later")))
+    raw = payload()
+    assert s.deliver(raw, attempt=0).status == "retry"
+    assert s.deliver(raw, attempt=1).status == "sent"
+    assert len(s.sender.sent) == 1
+
+
+def test_a_recipient_refused_while_others_got_the_mail_gets_a_dead_letter_naming_only_them() -> None:
+    sender = RefusingSender({"oncall@example.com": (550, b"5.1.1 no such mailbox")})
+    s = Setup(sender)
+    s.deliverer.mail = MailConfig("alerts@example.com", ("ops@example.com", "oncall@example.com"))
+    raw = payload(message="db down")
+
+    assert s.deliver(raw).status == "sent"
+
+    (letter,) = s.dead()
+    assert letter["error"] == "recipients-refused"
+    assert letter["recipients"] == ["oncall@example.com"]
+    assert "oncall@example.com: 550 5.1.1 no such mailbox" in letter["reason"]
+    resend = letter["payload"]
+    assert resend["recipients"] == ["oncall@example.com"]
+    assert resend["id"] != raw["id"]
+    # Replayed, it goes to that recipient alone, even inside the throttle window of its fingerprint.
+    assert s.deliver(resend).status == "sent"
+    assert sender.recipients[-1] == ["oncall@example.com"]
+    assert str(sender.sent[-1]["To"]) == "oncall@example.com"
+
+
+def test_a_resend_to_an_address_this_worker_does_not_mail_is_refused() -> None:
+    s = Setup(RecordingSender())
+    outcome = s.deliver(payload(recipients=["attacker@evil.example"]))
+    assert outcome.status == "dead"
+    assert s.sender.attempts == 0
+    assert "ALERTING_MAIL_TO" in s.dead()[0]["reason"]
+
+
+def test_a_payload_over_the_size_limit_is_dead_lettered_with_its_size_and_a_capped_copy() -> None:
+    s = Setup(RecordingSender())
+    raw = payload(message="z" * 200_000)
+    outcome = s.deliver(raw)
+    assert outcome.status == "dead"
+    assert s.sender.attempts == 0
+    (letter,) = s.dead()
+    assert letter["error"] == "too-large"
+    assert letter["size"] > 200_000
+    assert isinstance(letter["payload"], str)
+    assert len(letter["payload"]) == 64 * 1024
+
+
+class BrokenStore(MemoryStore):
+    def admit(self, occurrence: Any, *, now: float) -> Any:
+        raise RuntimeError("a bug in the store")
+
+
+def test_the_boundary_turns_an_unexpected_error_into_a_bounded_retry_then_a_dead_letter() -> None:
+    s = Setup(RecordingSender(), max_retries=1)
+    s.deliverer.store = BrokenStore(s.store.config)
+    raw = payload()
+    assert s.deliverer.guarded("alert", raw, attempt=0).status == "retry"
+    assert s.deliverer.guarded("alert", raw, attempt=1).status == "dead"
+    (letter,) = s.deliverer.store.dead_letters()
+    assert "RuntimeError: a bug in the store" in letter["reason"]
+    assert letter["payload"] == raw
+
+
+def test_the_boundary_dead_letters_a_payload_that_breaks_at_once() -> None:
+    s = Setup(RecordingSender(), max_retries=5)
+    raw = payload(message="lone surrogate \udc80")
+    s.deliverer.store = BrokenStore(s.store.config)
+
+    def explode(*_: Any, **__: Any) -> Any:
+        raise UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed")
+
+    s.deliverer.store.admit = explode  # type: ignore[method-assign]
+    assert s.deliverer.guarded("alert", raw, attempt=0).status == "dead"
+    assert "UnicodeEncodeError" in s.deliverer.store.dead_letters()[0]["reason"]
+
+
+@pytest.mark.parametrize("created", [1e20, float("nan"), float("inf"), -1.0])
+def test_a_time_no_date_can_show_is_an_invalid_payload(created: float) -> None:
+    s = Setup(RecordingSender())
+    assert s.deliver(payload(created=created)).status == "dead"
+    assert "'created'" in s.dead()[0]["reason"]
+
+
+def test_a_message_whose_process_is_killed_under_it_again_and_again_ends_in_the_dead_letters() -> None:
+    s = Setup(RecordingSender())
+    raw = payload()
+    # A hard time limit (or a crash) leaves the message unacknowledged: it comes back, marked redelivered.
+    for _ in range(3):
+        s.store.count_start("task-1:0")
+    outcome = s.deliverer.guarded("alert", raw, attempt=0, redelivered="task-1:0")
+    assert outcome.status == "dead"
+    assert s.sender.attempts == 0
+    (letter,) = s.dead()
+    assert letter["error"] == "killed"
+    assert "delivered 5 times" in letter["reason"]
+    assert letter["payload"] == raw
+
+
+def test_a_redelivered_message_is_still_sent_the_first_few_times() -> None:
+    s = Setup(RecordingSender())
+    assert s.deliverer.guarded("alert", payload(), attempt=0, redelivered="task-2:0").status == "sent"

@@ -281,3 +281,24 @@ def test_an_alert_logged_after_close_is_counted_as_lost_not_held_silently() -> N
     handler.handle(logging.LogRecord("app", logging.CRITICAL, __file__, 1, "too late", (), None))
     assert handler.stats()["lost"] == 1
     assert handler.stats()["buffered"] == 0
+
+
+# -- records with an implausible created (hardening) ---------------------------------------------------------
+@pytest.mark.parametrize("created", ["yesterday", None, object(), float("nan"), 1.7e12], ids=str)
+def test_record_with_an_implausible_created_is_alerted_and_counted_not_lost(
+    handler: RecordingHandler, created: object
+) -> None:
+    record = make_record()
+    record.created = created  # type: ignore[assignment]
+    assert handler.stats()["normalised"] == 0
+    with capture_alerts() as alerts:
+        handler.handle(record)
+    assert handler.errors == []  # no "--- Logging error ---"
+    assert alerts.only()["extra"]["created_as_logged"].endswith("the alert shows when it was captured)")
+    assert handler.stats()["normalised"] == 1
+
+
+def test_plain_records_are_not_counted_as_normalised(handler: RecordingHandler) -> None:
+    with capture_alerts():
+        handler.handle(make_record())
+    assert handler.stats()["normalised"] == 0

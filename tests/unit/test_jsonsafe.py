@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.jsonsafe import REDACTED, safe_repr, safe_str, to_json_safe, truncate
+from alerting.jsonsafe import REDACTED, safe_repr, safe_str, to_json_safe, truncate, valid_text
 from tests.unit.factories import IS_SECRET_KEY
 
 MARK = "…[truncated"
@@ -245,3 +246,83 @@ def test_to_json_safe_output_is_always_strict_json(value: object) -> None:
     out = convert(value, max_str=50)
     text = json.dumps(out, allow_nan=False)
     assert json.loads(text) == out
+
+
+# -- valid UTF-8, bounded work, secrets in pairs (hardening) ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain ascii", "plain ascii"),
+        ("Größe ✓ 日本語", "Größe ✓ 日本語"),
+        (os.fsdecode(b"/srv/caf\xe9.py"), "/srv/caf\\xe9.py"),  # surrogateescape: the byte is shown
+        ("broken pair \ud83d here", "broken pair \\ud83d here"),  # half of a UTF-16 pair
+    ],
+    ids=["ascii", "valid-unicode", "fsdecoded-latin1", "lone-high-surrogate"],
+)
+def test_valid_text_shows_each_lone_surrogate_as_an_escape_and_keeps_the_rest(text: str, expected: str) -> None:
+    out = valid_text(text)
+    assert out == expected
+    out.encode("utf-8")  # what the worker will do with it
+
+
+SECRET = "s3cr3t-value"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"headers": [("Authorization", f"Bearer {SECRET}"), ("Accept", "text/html")]},
+        {"headers": (("X-Api-Key", SECRET), ("Accept", "text/html"))},
+        {"headers": [["api_key", SECRET], ["Accept", "text/html"]]},
+        {"headers": [(b"Authorization", SECRET), ("Accept", "text/html")]},
+        {"calls": [{"Accept": "text/html", "Authorization": f"Bearer {SECRET}"}]},
+        {"form": [("password", {"nested": SECRET}), ("Accept", "text/html")]},
+        [("session", SECRET), ("Accept", "text/html")],
+    ],
+    ids=["list-of-tuples", "tuple-of-tuples", "list-of-lists", "bytes-key", "dict-in-list", "pair-of-dict", "top-list"],
+)
+def test_to_json_safe_redacts_the_value_of_secret_pairs_and_keeps_the_others(value: object) -> None:
+    out = json.dumps(convert(value))
+    assert SECRET not in out
+    assert REDACTED in out
+    assert "text/html" in out
+
+
+def test_to_json_safe_keeps_pairs_whose_key_is_not_secret() -> None:
+    assert convert({"h": [("Accept", "text/html")]}) == {"h": [["Accept", "text/html"]]}
+
+
+def test_to_json_safe_walk_stops_at_its_node_budget_and_says_so() -> None:
+    tree: Any = "leaf"
+    for _ in range(8):
+        tree = {f"k{i}": tree for i in range(30)}  # shared children: 30**8 nodes to walk without a budget
+    out = convert({f"t{i}": tree for i in range(30)}, max_nodes=200)
+    text = json.dumps(out)
+    assert "size limit" in text
+    assert text.count('"k') < 400
+
+
+def test_to_json_safe_keeps_at_most_its_character_budget_of_text() -> None:
+    out = convert([f"{i:03d}" + "x" * 497 for i in range(30)], max_str=500, max_items=30, max_chars=2_000)
+    kept = "".join(out)
+    assert len(kept) <= 2_000 + 30 * len("…[truncated 500 chars]")  # past the budget, a marker alone
+    assert out[0].startswith("000x")
+    assert MARK in out[-1]
+
+
+@pytest.mark.parametrize(
+    ("value", "unit"),
+    [("é" * 5_000_000, "chars"), (b"\xff" * 5_000_000, "bytes"), (bytearray(5_000_000), "bytes")],
+    ids=["str", "bytes", "bytearray"],
+)
+def test_safe_repr_cuts_long_strings_and_bytes_before_repr_and_says_how_long(value: object, unit: str) -> None:
+    out = safe_repr(value, 300)
+    assert len(out) <= 300
+    assert out.endswith(f"…[truncated: 5,000,000 {unit} in all]")
+
+
+def test_safe_str_of_a_big_builtin_container_is_a_bounded_repr() -> None:
+    out = safe_str(list(range(1_000_000)), 500)
+    assert out.startswith("[0, 1, 2")
+    assert out.endswith("…[truncated: 1,000,000 items in all]")
+    assert len(out) <= 500

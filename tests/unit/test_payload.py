@@ -3,6 +3,7 @@ records of "the same problem" share a fingerprint."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import datetime as dt
 import json
@@ -12,14 +13,25 @@ import re
 import socket
 import sys
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from alerting.payload import EXTRA_ITEMS_MAX, EXTRA_VALUE_MAX, MESSAGE_MAX, TRACEBACK_MAX, build, fingerprint
-from alerting.schema import parse
-from tests.unit.factories import build_payload, make_record, record_with_exception
+from alerting.payload import (
+    CREATED_AS_LOGGED,
+    EXTRA_ITEMS_MAX,
+    EXTRA_VALUE_MAX,
+    MESSAGE_MAX,
+    TRACEBACK_MAX,
+    build,
+    capture_record,
+    fingerprint,
+)
+from alerting.publisher import finalize
+from alerting.schema import MAX_PAYLOAD_BYTES, encoded_size, parse
+from tests.unit.factories import IS_SECRET_KEY, REDACTOR, build_payload, make_record, record_with_exception
 
 MARK = "…[truncated"
 V1_FIELDS = {
@@ -456,3 +468,238 @@ def test_payload_with_every_kind_of_odd_extra_is_json_serialisable() -> None:
     text = json.dumps(payload, allow_nan=False)
     assert "hunter2" not in text
     assert len(text) < 100_000
+
+
+# -- hardening: implausible times, bounded work, the size cap --------------------------------------------------
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque clock>"
+
+
+@pytest.mark.parametrize(
+    ("created", "shown"),
+    [
+        (1_796_000_000_000.0, "1796000000000.0"),  # milliseconds
+        (float("nan"), "nan"),
+        (float("inf"), "inf"),
+        (1e20, "1e+20"),
+        (-5.0, "-5.0"),
+        (0.0, "0.0"),
+        (10**400, "1000000000"),  # an int too big for a float
+        ("yesterday", "'yesterday'"),
+        (None, "None"),
+        (True, "True"),
+        (Opaque(), "<Opaque clock>"),
+    ],
+    ids=["ms", "nan", "inf", "1e20", "negative", "zero", "huge-int", "str", "none", "bool", "object"],
+)
+def test_implausible_created_becomes_the_time_of_capture_and_the_original_is_kept(created: Any, shown: str) -> None:
+    record = make_record()
+    record.created = created
+    before = time.time()
+    payload, _, retimed = capture_record(record, service=None, is_secret_key=IS_SECRET_KEY)
+    assert retimed
+    assert before <= payload["created"] <= time.time()
+    assert shown in payload["extra"][CREATED_AS_LOGGED]
+    assert parse(finalize(payload, REDACTOR)).created == payload["created"]
+
+
+@pytest.mark.parametrize("created", [1_700_000_000, 1_700_000_000.5], ids=["int", "float"])
+def test_plausible_created_int_or_float_is_kept_as_seconds(created: Any) -> None:
+    record = make_record()
+    record.created = created
+    payload, _, retimed = capture_record(record, service=None, is_secret_key=IS_SECRET_KEY)
+    assert not retimed
+    assert payload["created"] == float(created)
+    assert payload["extra"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("lineno", -1), ("lineno", True), ("process", -7), ("process", "1234")],
+    ids=["negative-lineno", "bool-lineno", "negative-pid", "str-pid"],
+)
+def test_numbers_the_worker_would_reject_are_replaced(field: str, value: Any) -> None:
+    record = make_record()
+    record.__dict__[field] = value
+    parse(build_payload(record))  # the worker's own check: ints >= 0
+
+
+def test_undecodable_file_names_leave_the_application_as_valid_utf8_with_the_bytes_shown() -> None:
+    odd = os.fsdecode(b"/srv/caf\xe9.py")
+    record = make_record("cannot read %s", (odd,), pathname=odd, extra={"upload": odd})
+    payload = build_payload(record)
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    assert payload["pathname"] == "/srv/caf\\xe9.py"
+    assert payload["message"] == "cannot read /srv/caf\\xe9.py"
+    assert payload["extra"]["upload"] == "/srv/caf\\xe9.py"
+
+
+BIG = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "starts"),
+    [
+        ("upload: %s", ("é" * BIG,), "upload: ééé"),
+        ("upload: %r", (b"\xff" * BIG,), "upload: b'\\xff\\xff"),
+        ("ids: %s", (list(range(BIG)),), "ids: [0, 1, 2"),
+        ("user %(name)s: %(body)s", ({"name": "ann", "body": "x" * BIG},), "user ann: xxx"),
+        ("x" * BIG + " %s", ("tail",), "xxx"),
+        ("y" * BIG, (), "yyy"),
+    ],
+    ids=["str-arg", "bytes-arg", "list-arg", "mapping-arg", "huge-template-with-args", "huge-template"],
+)
+def test_huge_messages_are_cut_before_formatting_with_a_visible_marker(msg: str, args: Any, starts: str) -> None:
+    payload = build_payload(make_record(msg, args))
+    assert payload["message"].startswith(starts)
+    assert len(payload["message"]) <= MESSAGE_MAX + 100
+    assert MARK in payload["message"]
+
+
+def test_small_arguments_are_formatted_exactly_as_logging_does() -> None:
+    record = make_record("order %s for %r: %d items, %.2f EUR", ("o-17", "ann", 3, 9.5))
+    assert build_payload(record)["message"] == record.getMessage()
+
+
+def _recurse(n: int) -> int:
+    return _recurse(n + 1) + 1
+
+
+def test_recursion_error_traceback_keeps_both_ends_and_says_how_many_frames_it_left_out() -> None:
+    try:
+        _recurse(0)
+    except RecursionError:
+        record = make_record(exc_info=sys.exc_info())
+    tb = build_payload(record)["traceback"]
+    assert tb.startswith("Traceback (most recent call last)")
+    assert re.search(r"…\[truncated: [\d,]+ frames not shown\]", tb)
+    assert "test_recursion_error_traceback_keeps_both_ends" in tb  # the entry point: the outermost frame
+    assert "in _recurse" in tb
+    assert tb.rstrip().endswith("RecursionError: maximum recursion depth exceeded")
+    assert tb.count("\n") < 80
+
+
+def _chain(links: int) -> BaseException:
+    try:
+        if links == 0:
+            raise KeyError("root cause")
+        try:
+            raise _chain(links - 1)
+        except Exception as exc:
+            raise RuntimeError(f"link {links}") from exc
+    except BaseException as exc:
+        return exc
+
+
+def test_long_exception_chain_shows_the_newest_and_the_root_cause() -> None:
+    exc = _chain(50)
+    tb = build_payload(make_record(exc_info=(type(exc), exc, exc.__traceback__)))["traceback"]
+    assert "KeyError: 'root cause'" in tb
+    assert tb.rstrip().endswith("RuntimeError: link 50")
+    assert "RuntimeError: link 47" in tb
+    assert "RuntimeError: link 20" not in tb
+    assert re.search(r"…\[truncated: [\d,]+ more exceptions of this chain not shown\]", tb)
+    assert tb.index("KeyError: 'root cause'") < tb.index("RuntimeError: link 50")
+
+
+def test_exception_group_shows_its_first_members_and_counts_the_rest() -> None:
+    group = builtins.ExceptionGroup("batch failed", [ValueError(f"item {i}") for i in range(12)])  # Python 3.11+
+    record = record_with_exception(group)
+    tb = build_payload(record)["traceback"]
+    assert "ExceptionGroup: batch failed (12 sub-exceptions)" in tb
+    assert "ValueError: item 0" in tb
+    assert "ValueError: item 4" in tb
+    assert "ValueError: item 5" not in tb
+    assert "…[truncated: 7 more sub-exceptions not shown]" in tb
+
+
+def test_exception_message_of_megabytes_is_cut_before_it_is_copied_keeping_its_end() -> None:
+    record = record_with_exception(ValueError("head " + "z" * BIG + " tail"))
+    tb = build_payload(record)["traceback"]
+    assert MARK in tb
+    assert tb.rstrip().endswith("tail")
+    assert len(tb) < 10_000
+
+
+def test_syntax_error_and_notes_are_shown() -> None:
+    try:
+        compile("x = (1,\n", "config.py", "exec")
+    except SyntaxError as exc:
+        exc.__notes__ = ["while loading the plugin list"]  # what add_note() does on Python 3.11+
+        record = make_record(exc_info=(type(exc), exc, exc.__traceback__))
+    tb = build_payload(record)["traceback"]
+    assert 'File "config.py", line 1' in tb
+    assert "SyntaxError: '(' was never closed" in tb
+    assert "while loading the plugin list" in tb
+
+
+def test_ten_thousand_extras_show_the_first_and_count_the_rest() -> None:
+    payload = build_payload(make_record(extra={f"field_{i}": i for i in range(10_000)}))
+    assert len([k for k in payload["extra"] if k.startswith("field_")]) == EXTRA_ITEMS_MAX
+    assert payload["extra"]["…"] == "[more than 1,001 more extras]"
+
+
+def _hostile_record(kind: str) -> logging.LogRecord:
+    big = 1_000_000
+    if kind == "trees":
+        tree: Any = "leaf " * 100
+        for _ in range(6):
+            tree = {f"k{i}": tree for i in range(30)}
+        return make_record(extra={f"t{i}": tree for i in range(30)})
+    if kind == "recursion":
+        try:
+            _recurse(0)
+        except RecursionError:
+            return make_record(exc_info=sys.exc_info())
+    if kind == "chain":
+        exc = _chain(30)
+        return make_record(exc_info=(type(exc), exc, exc.__traceback__))
+    odd = os.fsdecode(b"/srv/\xe9\xff" * 100)
+    return {
+        "huge-msg": lambda: make_record("x" * big),
+        "huge-args": lambda: make_record("upload %s %r", ("é" * big, b"\x00" * big)),
+        "huge-extras": lambda: make_record(
+            extra={"body": "日本語" * big, "blob": b"\x01" * big, "items": list(range(200_000))}
+        ),
+        "huge-exc": lambda: record_with_exception(ValueError("\x00" * big)),
+        "surrogates": lambda: make_record("odd %s", (odd,), pathname=odd, extra={odd: odd}),
+    }[kind]()
+
+
+@pytest.mark.parametrize(
+    "kind", ["huge-msg", "huge-args", "trees", "huge-extras", "recursion", "chain", "huge-exc", "surrogates"]
+)
+def test_every_hostile_record_still_fits_the_64_kib_payload_cap_and_the_worker_schema(kind: str) -> None:
+    payload = build_payload(_hostile_record(kind))
+    assert encoded_size(payload) <= MAX_PAYLOAD_BYTES
+    parse(payload)
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+def _deep_then_raise(depth: int, exc: BaseException) -> None:
+    if depth == 0:
+        raise exc
+    _deep_then_raise(depth - 1, exc)
+
+
+def test_groups_of_long_chains_stay_within_the_frame_and_exception_budget_newest_first() -> None:
+    members = []
+    for m in range(8):
+        chained = _chain(10)
+        try:
+            _deep_then_raise(50, RuntimeError(f"member {m}"))
+        except RuntimeError as exc:
+            exc.__cause__ = chained
+            members.append(exc)
+    try:
+        _deep_then_raise(50, builtins.ExceptionGroup("everything failed", members))
+    except BaseException:  # an ExceptionGroup (Python 3.11+)
+        record = make_record(exc_info=sys.exc_info())
+    tb = build_payload(record)["traceback"]
+    assert tb.count('  File "') <= 60 + 20  # the frame budget (60), at least one frame per exception shown (20)
+    assert tb.count("Traceback (most recent call last)") <= 20
+    assert "ExceptionGroup: everything failed (8 sub-exceptions)" in tb
+    # The exception that was logged got its frames first: its innermost frame, where it was raised, is there.
+    assert tb.index("in _deep_then_raise") < tb.index("ExceptionGroup: everything failed")
+    assert "…[truncated" in tb

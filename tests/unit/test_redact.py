@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 
@@ -134,3 +135,54 @@ def test_payload_returns_a_copy_and_leaves_the_original_alone() -> None:
     before = copy.deepcopy(payload)
     Redactor().payload(payload)
     assert payload == before
+
+
+# -- secrets in (key, value) pairs; text valid UTF-8 (hardening) ------------------------------------------------
+@pytest.mark.parametrize(
+    "text",
+    [
+        "headers=[('Authorization', 'Bearer pw-1')]",
+        'headers=[("X-Api-Key", "pw-1"), ("Accept", "text/html")]',
+        "dict_items([('session', 'pw-1')])",
+    ],
+    ids=["repr-of-tuple-pair", "double-quoted-pair", "dict-items"],
+)
+def test_text_redacts_the_value_of_a_secret_pair_as_its_repr_shows_it(text: str) -> None:
+    out = Redactor().text(text)
+    assert "pw-1" not in out
+    assert R in out
+
+
+def test_text_keeps_pairs_that_hold_no_secret() -> None:
+    text = "headers=[('Accept', 'text/html'), ('User-Agent', 'curl')]"
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"headers": [["Authorization", "Bearer pw-2"], ["Accept", "text/html"]]},
+        {"calls": [{"Accept": "text/html", "authorization": "pw-2"}]},
+        {"deep": [[["token", "pw-2"], ["Accept", "text/html"]]]},
+    ],
+    ids=["pairs-as-json-lists", "dict-in-list", "pairs-in-nested-list"],
+)
+def test_payload_redacts_secret_pairs_at_any_depth_of_the_extras(extra: dict[str, object]) -> None:
+    out = Redactor().payload(make_payload(extra=extra))
+    dumped = json.dumps(out["extra"])
+    assert "pw-2" not in dumped
+    assert "text/html" in dumped
+
+
+def test_payload_makes_every_text_valid_utf8_with_the_undecodable_bytes_shown() -> None:
+    odd = os.fsdecode(b"/srv/caf\xe9.py")
+    payload = make_payload(
+        pathname=odd, message=f"cannot read {odd}", func=odd, logger=odd, extra={odd: odd}, context={"file": [odd]}
+    )
+    out = Redactor().payload(payload)
+    json.dumps(out, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+    assert out["pathname"] == "/srv/caf\\xe9.py"
+    assert out["message"] == "cannot read /srv/caf\\xe9.py"
+    assert out["extra"] == {"/srv/caf\\xe9.py": "/srv/caf\\xe9.py"}
+    assert out["context"] == {"file": ["/srv/caf\\xe9.py"]}
+    assert payload["pathname"] == odd  # a copy: the original payload is left as it was

@@ -228,3 +228,77 @@ def test_repr_of_settings_read_from_a_password_file_shows_no_password(tmp_path: 
     secret.write_text("file-hunter2", encoding="utf-8")
     s = load(env(**SMTP_AUTH, ALERTING_SMTP_PASSWORD_FILE=str(secret)))
     assert "file-hunter2" not in repr(s)
+
+
+# Values that once passed the start check and broke at run time (issue "Hardening", fault 8): each is refused
+# at start, naming the variable. The comment says what the value did before.
+OUT_OF_RANGE = [
+    ("ALERTING_IDEMPOTENCY_TTL", "1e20"),  # every decision failed in Redis: throttling silently off
+    ("ALERTING_IDEMPOTENCY_TTL", "59"),
+    ("ALERTING_DIGEST_POLL_INTERVAL", "1e300"),  # the poller thread died of OverflowError: no digest ever
+    ("ALERTING_DIGEST_POLL_INTERVAL", "61"),
+    ("ALERTING_THROTTLE_WINDOW", "1e300"),
+    ("ALERTING_THROTTLE_WINDOW", "inf"),
+    ("ALERTING_VISIBILITY_TIMEOUT", "1e300"),
+    ("ALERTING_SMTP_TIMEOUT", "1e-9"),  # every connection timed out
+    ("ALERTING_SMTP_TIMEOUT", "601"),
+    ("ALERTING_RATE_LIMIT", "1/0.0000001s"),
+    ("ALERTING_RATE_LIMIT", "5/2d"),
+    ("ALERTING_RATE_LIMIT", "1000000/s"),
+    ("ALERTING_RETRY_BACKOFF", "1e300"),
+    ("ALERTING_BROKER_URL", "redis://localhost:99999/0"),
+    ("ALERTING_BROKER_URL", "redis://:secret@localhost:abc/0"),
+    ("ALERTING_BROKER_URL", "redis://localhost:0/0"),
+    ("ALERTING_STATE_URL", "redis://localhost:99999/1"),
+    ("ALERTING_BROKER_URL", "sentinel://s1:26379/0;sentinel://s2:99999/0?master_name=m"),
+    ("ALERTING_SUBJECT_PREFIX", "\x1b]2;pwned\x07[prod] "),  # would retitle terminals and mail clients
+    ("ALERTING_SUBJECT_PREFIX", "[prod]\t"),
+    ("ALERTING_SUBJECT_PREFIX", "[prod]\x85"),
+    ("ALERTING_SUBJECT_PREFIX", "x" * 41),  # was cut silently
+    ("ALERTING_READY_FILE", "/nonexistent-dir/alerting.ready"),  # failed only once ready: health check never passed
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), OUT_OF_RANGE)
+def test_a_value_out_of_its_range_is_refused_at_start_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(env(**{variable: value}))
+    assert info.value.setting == variable
+    assert "secret" not in str(info.value)  # a URL's password is not repeated in the message
+
+
+def test_a_ready_file_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^ALERTING_READY_FILE: "):
+        load(env(ALERTING_READY_FILE=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ALERTING_IDEMPOTENCY_TTL", "60"),
+        ("ALERTING_IDEMPOTENCY_TTL", "2592000"),
+        ("ALERTING_DIGEST_POLL_INTERVAL", "0.05"),
+        ("ALERTING_DIGEST_POLL_INTERVAL", "60"),
+        ("ALERTING_THROTTLE_WINDOW", "0"),
+        ("ALERTING_THROTTLE_WINDOW", "604800"),
+        ("ALERTING_SMTP_TIMEOUT", "0.1"),
+        ("ALERTING_RATE_LIMIT", "1/d"),
+        ("ALERTING_RATE_LIMIT", "100000/s"),
+        ("ALERTING_RATE_LIMIT", "3/4s"),
+        ("ALERTING_BROKER_URL", "redis://:p@localhost:65535/0"),
+        ("ALERTING_SUBJECT_PREFIX", "[prod] "),
+        ("ALERTING_SUBJECT_PREFIX", "x" * 40),
+    ],
+)
+def test_the_ends_of_each_range_are_accepted(variable: str, value: str) -> None:
+    load(env(**{variable: value}))
+
+
+def test_a_ready_file_in_an_existing_directory_is_accepted(tmp_path: Path) -> None:
+    assert load(env(ALERTING_READY_FILE=str(tmp_path / "ready"))).ready_file == str(tmp_path / "ready")
+
+
+def test_visibility_timeout_of_a_day_is_the_most_accepted() -> None:
+    assert load(env(ALERTING_VISIBILITY_TIMEOUT="86400")).visibility_timeout == 86400.0
+    with pytest.raises(ConfigError, match=r"^ALERTING_VISIBILITY_TIMEOUT: "):
+        load(env(ALERTING_VISIBILITY_TIMEOUT="86401"))

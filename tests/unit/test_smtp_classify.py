@@ -81,3 +81,55 @@ def test_classify_keeps_the_server_reply_in_the_reason() -> None:
 def test_classify_passes_our_own_errors_through() -> None:
     original = PermanentDeliveryError("already decided", kind="custom")
     assert classify(original) is original
+
+
+def _read_reply_that_times_out() -> None:
+    try:
+        raise TimeoutError("timed out")
+    except OSError as e:
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed: " + str(e))  # noqa: B904
+
+
+def test_a_read_timeout_that_smtplib_reports_as_a_disconnect_is_classified_as_a_timeout() -> None:
+    # smtplib's getreply() turns a socket timeout into SMTPServerDisconnected, raised while handling it.
+    with pytest.raises(smtplib.SMTPServerDisconnected) as info:
+        _read_reply_that_times_out()
+    result = classify(info.value)
+    assert result.kind == "timeout"
+    assert isinstance(result, TransientDeliveryError)
+
+
+def test_a_server_that_never_answers_ends_the_send_as_a_timeout_naming_the_server() -> None:
+    from alerting.mime import Email
+    from alerting.settings import SMTPSettings
+    from alerting.smtp import SMTPSender
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never says a word
+        port = silent.getsockname()[1]
+        settings = SMTPSettings("127.0.0.1", port, "none", None, None, 0.3, None, True)
+        sender = SMTPSender(settings, "a@example.com", ("b@example.com",))
+        with pytest.raises(TransientDeliveryError) as info:
+            sender.send(Email((("Subject", "x"),), "text", "<p>html</p>"))
+    assert info.value.kind == "timeout"
+    assert f"127.0.0.1:{port}" in str(info.value)
+
+
+def test_a_connection_error_names_the_smtp_server() -> None:
+    result = classify(ConnectionRefusedError(111, "Connection refused"), "127.0.0.1:2525")
+    assert str(result) == "cannot reach the SMTP server 127.0.0.1:2525: [Errno 111] Connection refused"
+
+
+def test_the_sender_names_the_server_it_could_not_reach() -> None:
+    from alerting.mime import Email
+    from alerting.settings import SMTPSettings
+    from alerting.smtp import SMTPSender
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = SMTPSettings("127.0.0.1", port, "none", None, None, 1.0, None, True)
+    sender = SMTPSender(settings, "a@example.com", ("b@example.com",))
+    with pytest.raises(TransientDeliveryError) as info:
+        sender.send(Email((("Subject", "x"),), "text", "<p>html</p>"))
+    assert info.value.kind == "connection"
+    assert f"cannot reach the SMTP server 127.0.0.1:{port}: [Errno 111]" in str(info.value)

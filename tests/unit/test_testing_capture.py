@@ -49,6 +49,9 @@ def test_capture_records_the_payload_instead_of_publishing(logger: logging.Logge
         "dropped": 0,
         "spooled": 0,
         "lost": 0,
+        "spool_unusable": 0,
+        "normalised": 0,
+        "skipped": 0,
     }
 
 
