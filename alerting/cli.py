@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from alerting import __version__, ops
+from alerting.consumer.settings import Connections, load, load_connections
 from alerting.errors import ConfigError, StoreError
-from alerting.settings import Connections, load, load_connections
 
 EX_USAGE = 2
 EX_UNAVAILABLE = 69  # sysexits.h: a service the command needs is unavailable

@@ -16,16 +16,17 @@ import redis
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from alerting.config import Rate, hide_password
+from alerting.consumer.settings import Connections
 from alerting.errors import AlertingError
-from alerting.payload import build, fingerprint
-from alerting.publisher import finalize
-from alerting.redact import Redactor
-from alerting.sentinel import kombu_broker
-from alerting.settings import Connections
-from alerting.stores import OutboxItem, StoreConfig
-from alerting.stores.redis_store import RedisStore, connect
-from alerting.transport import TASK_NAME, CeleryTransport, PublishFailed, publisher_app
+from alerting.producer.capture import build, fingerprint
+from alerting.producer.finalize import finalize
+from alerting.producer.redact import Redactor
+from alerting.producer.transport import CeleryTransport, PublishFailed, publisher_app
+from alerting.shared.config import Rate, hide_password
+from alerting.shared.sentinel import kombu_broker
+from alerting.shared.stores import OutboxItem, StoreConfig
+from alerting.shared.stores.redis_store import RedisStore, connect
+from alerting.shared.wire import TASK_NAME
 
 CHECK_TIMEOUT = 3.0
 DIAGNOSE_AFTER = 2.0  # seconds send-test waits for a decision before asking the workers what they run

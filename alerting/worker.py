@@ -12,10 +12,10 @@ from typing import Any
 
 from celery import Celery
 
-from alerting.celeryconf import worker_config
+from alerting.consumer.celery_config import worker_config
+from alerting.consumer.settings import WorkerSettings
+from alerting.consumer.signals import AlertWorkerLifecycle
 from alerting.errors import ConfigError
-from alerting.lifecycle import AlertWorkerLifecycle
-from alerting.settings import WorkerSettings
 
 try:
     settings = WorkerSettings.from_env(os.environ)
@@ -26,7 +26,7 @@ except ConfigError as exc:
 
 app = Celery("alerting")
 app.conf.update(worker_config(settings))
-app.conf.include = ["alerting.tasks"]
+app.conf.include = ["alerting.consumer.tasks"]
 
 
 def _digest_queue(consumer: Any) -> str:

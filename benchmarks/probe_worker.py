@@ -19,10 +19,10 @@ from typing import IO, Any, TypeVar
 from celery import signals
 from measure import PROBE_PARTS as PARTS
 
-import alerting.delivery
-from alerting.render import render_alert
-from alerting.smtp import SMTPSender
-from alerting.stores.redis_store import RedisStore
+import alerting.consumer.delivery
+from alerting.consumer.render import render_alert
+from alerting.consumer.smtp import SMTPSender
+from alerting.shared.stores.redis_store import RedisStore
 from alerting.worker import app
 
 __all__ = ["app"]
@@ -51,7 +51,7 @@ if _detail:
     RedisStore.admit = _timed("decide", RedisStore.admit)  # type: ignore[method-assign]
     RedisStore.mark_sent = _timed("mark_sent", RedisStore.mark_sent)  # type: ignore[method-assign]
     SMTPSender.send = _timed("smtp", SMTPSender.send)  # type: ignore[method-assign]
-    alerting.delivery.render_alert = _timed("render", render_alert)  # type: ignore[attr-defined]
+    alerting.consumer.delivery.render_alert = _timed("render", render_alert)  # type: ignore[attr-defined]
 
 
 @signals.task_prerun.connect(weak=False)

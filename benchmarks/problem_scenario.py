@@ -30,7 +30,7 @@ from measure import Summary, duration, median, table
 from stack import MAIL_FROM, MAIL_TO, Isolation, RedisUnavailable, alert_worker, broker_url, require_redis
 
 from alerting import AlertHandler
-from alerting.settings import load as load_worker_settings
+from alerting.consumer.settings import load as load_worker_settings
 from alerting.testing.mailsink import MailSink, Received
 
 LOGGER_NAME = "shop.checkout"

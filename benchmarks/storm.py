@@ -27,8 +27,8 @@ from measure import Summary, duration, table
 from stack import Isolation, alert_worker
 
 from alerting import AlertHandler
+from alerting.producer.transport import CeleryTransport, publisher_app
 from alerting.testing.mailsink import MailSink
-from alerting.transport import CeleryTransport, publisher_app
 from tests.support.servers import RedisServer
 
 

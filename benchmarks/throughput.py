@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from measure import PROBE_PARTS, duration, median, table
 from stack import FastSink, Isolation, alert_worker, broker_url, require_redis
 
-from alerting.render import MailConfig, render_alert
-from alerting.schema import parse
-from alerting.transport import RedisTransport
+from alerting.consumer.render import MailConfig, render_alert
+from alerting.consumer.schema import parse
+from alerting.producer.transport import RedisTransport
 from tests.unit.factories import build_payload, make_record
 
 MAIL_FROM, MAIL_TO = "alerts@bench.example", "oncall@bench.example"

@@ -1,9 +1,9 @@
 """Render docs/alert-email.png: the HTML part of an alert email, as a worker would send it.
 
 The alert goes through the real code path: a LogRecord from a failing call (with a chained traceback, extras and
-request context) → alerting.payload.build → alerting.publisher.finalize (redaction, id, size cap) →
-alerting.schema.parse → alerting.render.render_alert. The HTML part is saved and photographed with headless
-Chromium, which must be on PATH as ``chromium`` (Debian/Ubuntu: ``apt-get install chromium``).
+request context) → alerting.producer.capture.build → alerting.producer.finalize.finalize (redaction, id, size
+cap) → alerting.consumer.schema.parse → alerting.consumer.render.render_alert. The HTML part is saved and photographed
+with headless Chromium, which must be on PATH as ``chromium`` (Debian/Ubuntu: ``apt-get install chromium``).
 
     .venv/bin/python docs/make_screenshot.py [--out docs/alert-email.png] [--html alert-email.html]
 """
@@ -21,13 +21,13 @@ import textwrap
 import threading
 from pathlib import Path
 
-from alerting.context import bind
+from alerting.consumer.render import MailConfig, render_alert
+from alerting.consumer.schema import parse
 from alerting.contrib import request_context
-from alerting.payload import build, fingerprint
-from alerting.publisher import finalize
-from alerting.redact import Redactor
-from alerting.render import MailConfig, render_alert
-from alerting.schema import parse
+from alerting.producer.capture import build, fingerprint
+from alerting.producer.context import bind
+from alerting.producer.finalize import finalize
+from alerting.producer.redact import Redactor
 
 HERE = Path(__file__).resolve().parent
 WIDTH = 1000

@@ -17,10 +17,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from alerting.config import Rate
-from alerting.stores import Occurrence, StoreConfig
-from alerting.stores.memory import MemoryStore
-from alerting.throttle import Verdict
+from alerting.shared.config import Rate
+from alerting.shared.stores import Occurrence, StoreConfig
+from alerting.shared.stores.memory import MemoryStore
+from alerting.shared.throttle import Verdict
 
 WINDOW = 300.0
 OUT = Path(__file__).resolve().parent / "throttle_timeline.png"

@@ -27,9 +27,9 @@ URLS = ("Homepage", "Documentation", "Changelog", "Issues")
 def main(dist_dir: Path, version: str, source: Path) -> list[str]:
     problems: list[str] = []
     # Every Lua script of the source tree: the throttle's atomic steps, loaded from the installed package.
-    lua = sorted(p.relative_to(source).as_posix() for p in source.glob("alerting/lua/*.lua"))
+    lua = sorted(p.relative_to(source).as_posix() for p in source.glob("alerting/shared/stores/lua/*.lua"))
     if not lua:
-        problems.append(f"no alerting/lua/*.lua under {source}")
+        problems.append(f"no alerting/shared/stores/lua/*.lua under {source}")
     sdists = sorted(dist_dir.glob("*.tar.gz"))
     wheels = sorted(dist_dir.glob("*.whl"))
     if len(sdists) != 1 or len(wheels) != 1:

@@ -2,7 +2,7 @@
 the request context, query-string redaction, setting checks, and the CRITICAL record for an unhandled exception.
 
 Adapters translate framework settings into :class:`~alerting.AlertHandler` keyword arguments and each request into
-the alert context (:mod:`alerting.context`); the core never reads framework state. Pure, except
+the alert context (:mod:`alerting.producer.context`); the core never reads framework state. Pure, except
 :func:`log_unhandled`, which logs.
 
 The request context always holds ``method``, ``path`` and ``query_string`` (values of secret-looking parameters
@@ -19,9 +19,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote_plus
 
-from alerting.config import parse_bool
 from alerting.errors import ConfigError
-from alerting.jsonsafe import REDACTED, safe_str
+from alerting.shared.config import parse_bool
+from alerting.shared.jsonsafe import REDACTED, safe_str
 
 __all__ = ["UNHANDLED_TEMPLATE", "log_unhandled", "parse_flag", "parse_level", "redact_query", "request_context"]
 

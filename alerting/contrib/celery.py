@@ -4,7 +4,7 @@ I/O setup (Celery signal handlers); see docs/existing-celery.md.
     app = Celery("shop", broker="redis://localhost:6379/0")
     configure(app)              # celery -A shop worker -Q alerts --prefetch-multiplier 1
 
-What it does to ``app``, and only that: includes ``alerting.tasks``, routes ``alerting.*`` to the alerts queue
+What it does to ``app``, and only that: includes ``alerting.consumer.tasks``, routes ``alerting.*`` to the alerts queue
 (ahead of your own routes), and, in a worker that consumes that queue, reads the ``ALERTING_*`` settings at start
 (a bad one stops the worker with exit code 78, naming it), caps our tasks' run time, runs the outbox poller that
 sends digests, and writes ``ALERTING_READY_FILE``. Workers of the app that do not consume the alerts queue need no
@@ -25,19 +25,18 @@ from urllib.parse import urlsplit
 
 from celery import Celery, signals
 
-from alerting.celeryconf import time_limits
-from alerting.config import DEFAULT_QUEUE, parse_queue
+from alerting.consumer.celery_config import time_limits
+from alerting.consumer.settings import WorkerSettings
+from alerting.consumer.signals import AlertWorkerLifecycle
 from alerting.errors import ConfigError
-from alerting.lifecycle import AlertWorkerLifecycle
-from alerting.quarantine import QUARANTINE_TASK_NAME
-from alerting.settings import WorkerSettings
-from alerting.transport import DIGEST_TASK_NAME, TASK_NAME
+from alerting.shared.config import DEFAULT_QUEUE, parse_queue
+from alerting.shared.wire import DIGEST_TASK_NAME, QUARANTINE_TASK_NAME, TASK_NAME
 
 __all__ = ["configure"]
 
 log = logging.getLogger("alerting.contrib.celery")
 
-TASKS_MODULE = "alerting.tasks"
+TASKS_MODULE = "alerting.consumer.tasks"
 _JSON = frozenset({"json", "application/json"})
 _REDIS_BROKERS = ("redis", "rediss", "sentinel", "sentinels")
 _KOMBU_DEFAULT_VISIBILITY = 3600.0  # kombu's Redis transport, when broker_transport_options do not set it
@@ -120,7 +119,8 @@ class _WorkerHooks:
 
 
 def _load_settings(app: Celery) -> WorkerSettings:
-    """The ``ALERTING_*`` settings, read from the environment as the tasks read them (``alerting.runtime``)."""
+    """The ``ALERTING_*`` settings, read from the environment as the tasks read them
+    (``alerting.consumer.resources``)."""
     env = os.environ
     if not env.get("ALERTING_STATE_URL", "").strip() and not env.get("ALERTING_BROKER_URL", "").strip():
         # The bundled worker's default (the broker, when it is Redis) would be localhost here, not the app's broker.

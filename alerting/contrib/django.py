@@ -38,12 +38,12 @@ from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
 from django.utils.module_loading import import_string
 
-from alerting.context import reset_context, set_context
 from alerting.contrib import log_unhandled, parse_flag, request_context
 from alerting.errors import ConfigError
-from alerting.handler import IGNORED_LOGGERS, AlertHandler
-from alerting.jsonsafe import REDACTED
-from alerting.redact import Redactor
+from alerting.producer.context import reset_context, set_context
+from alerting.producer.handler import IGNORED_LOGGERS, AlertHandler
+from alerting.producer.redact import Redactor
+from alerting.shared.jsonsafe import REDACTED
 
 __all__ = ["AlertingConfig", "AlertingMiddleware", "Options", "check_setup", "read_options"]
 

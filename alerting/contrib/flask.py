@@ -38,12 +38,12 @@ from typing import Any
 
 from flask import Flask, got_request_exception, has_request_context, request, request_started, request_tearing_down
 
-from alerting.config import parse_choice
-from alerting.context import reset_context, set_context
 from alerting.contrib import log_unhandled, parse_flag, parse_level, request_context
 from alerting.errors import ConfigError
-from alerting.handler import AlertHandler
-from alerting.redact import DEFAULT_SECRET_KEYS, Redactor
+from alerting.producer.context import reset_context, set_context
+from alerting.producer.handler import AlertHandler
+from alerting.producer.redact import DEFAULT_SECRET_KEYS, Redactor
+from alerting.shared.config import parse_choice
 
 __all__ = [
     "EXTENSION",

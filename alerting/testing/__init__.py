@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
-from alerting import handler as _handler
-from alerting.mime import Email
-from alerting.payload import Payload
+from alerting.consumer.mime import Email
+from alerting.producer import capture_hook
+from alerting.shared.wire import Payload
 
 __all__ = ["CapturedAlerts", "capture_alerts", "received"]
 
@@ -53,11 +53,11 @@ class CapturedAlerts(list[Payload]):
 @contextlib.contextmanager
 def capture_alerts() -> Iterator[CapturedAlerts]:
     captured = CapturedAlerts()
-    previous = _handler.set_capture(captured)
+    previous = capture_hook.set_capture(captured)
     try:
         yield captured
     finally:
-        _handler.set_capture(previous)
+        capture_hook.set_capture(previous)
 
 
 def received(msg: Email) -> EmailMessage:

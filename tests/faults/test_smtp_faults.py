@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import redis
 
+from alerting.consumer.settings import Connections
 from alerting.ops import replay_dead_letters
-from alerting.settings import Connections
+from alerting.producer.transport import CeleryTransport, publisher_app
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
-from alerting.transport import CeleryTransport, publisher_app
 from tests.integration.conftest import dead_letters, wait_until
 from tests.unit.factories import make_payload
 

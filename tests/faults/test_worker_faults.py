@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from alerting.payload import Payload
+from alerting.producer.transport import CeleryTransport, publisher_app
+from alerting.shared.wire import Payload
 from alerting.testing.mailsink import MailSink, Tarpit
 from alerting.testing.workerproc import WorkerProcess
-from alerting.transport import CeleryTransport, publisher_app
 from tests.integration.conftest import dead_letters, wait_until
 from tests.unit.factories import make_payload
 

@@ -38,11 +38,11 @@ from pytest_celery import (
 from pytest_celery.vendors.redis.defaults import REDIS_CONTAINER_TIMEOUT
 from pytest_docker_tools import build, container, fxtr
 
-from alerting.payload import build as build_payload
-from alerting.payload import fingerprint
-from alerting.publisher import finalize
-from alerting.redact import Redactor
-from alerting.transport import TASK_NAME
+from alerting.producer.capture import build as build_payload
+from alerting.producer.capture import fingerprint
+from alerting.producer.finalize import finalize
+from alerting.producer.redact import Redactor
+from alerting.shared.wire import TASK_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "alerts"  # the image's CMD: celery -A alerting.worker worker -Q alerts --loglevel INFO

@@ -110,4 +110,4 @@ def test_configure_puts_our_route_ahead_of_the_applications_own() -> None:
     configure(app, queue="alerts-x")
     assert app.amqp.router.route({}, "alerting.deliver")["queue"].name == "alerts-x"
     assert app.amqp.router.route({}, "shop.charge")["queue"].name == "everything"
-    assert "alerting.tasks" in app.conf.include
+    assert "alerting.consumer.tasks" in app.conf.include

@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 
 from alerting import AlertHandler
-from alerting.schema import MAX_PAYLOAD_BYTES, encoded_size
+from alerting.shared.wire import MAX_PAYLOAD_BYTES, encoded_size
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.integration.conftest import dead_letters, wait_until

@@ -15,8 +15,8 @@ from pathlib import Path
 import redis
 
 from alerting import AlertHandler
-from alerting.payload import PAYLOAD_VERSION
-from alerting.spool import Spool
+from alerting.producer.spool import Spool
+from alerting.shared.wire import PAYLOAD_VERSION
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.support.servers import HungServer, RedisServer

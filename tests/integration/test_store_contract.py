@@ -13,11 +13,11 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alerting.config import Rate
-from alerting.stores import Occurrence, OutboxItem, StateStore, StoreConfig
-from alerting.stores.memory import MemoryStore
-from alerting.stores.redis_store import RedisStore, connect
-from alerting.throttle import Verdict
+from alerting.shared.config import Rate
+from alerting.shared.stores import Occurrence, OutboxItem, StateStore, StoreConfig
+from alerting.shared.stores.memory import MemoryStore
+from alerting.shared.stores.redis_store import RedisStore, connect
+from alerting.shared.throttle import Verdict
 
 T0 = 1_700_000_000.0
 WINDOW = 60.0

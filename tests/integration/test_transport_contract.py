@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from alerting.transport import CeleryTransport, PublishFailed, RedisTransport, publisher_app
+from alerting.producer.transport import CeleryTransport, PublishFailed, RedisTransport, publisher_app
 from tests.support.servers import HungServer, free_port
 from tests.unit.factories import build_payload, make_record
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 
 from alerting import AlertHandler
-from alerting.redact import Redactor
+from alerting.producer.redact import Redactor
+from alerting.producer.transport import CeleryTransport, publisher_app
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
-from alerting.transport import CeleryTransport, publisher_app
 from tests.integration.conftest import wait_until
 from tests.unit.factories import build_payload, make_record
 

@@ -10,9 +10,10 @@ import sys
 import uuid
 from typing import Any
 
-from alerting.payload import Payload, build, fingerprint
-from alerting.publisher import finalize
-from alerting.redact import Redactor
+from alerting.producer.capture import build, fingerprint
+from alerting.producer.finalize import finalize
+from alerting.producer.redact import Redactor
+from alerting.shared.wire import Payload
 
 #: The secret-key rule the handler uses by default.
 REDACTOR = Redactor()

@@ -1,4 +1,4 @@
-"""alerting.backoff: retries wait longer each time, within a cap, with half of each step random."""
+"""alerting.shared.backoff: retries wait longer each time, within a cap, with half of each step random."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerting.backoff import backoff_delay
+from alerting.shared.backoff import backoff_delay
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""alerting.buffer.AlertBuffer on a fake clock: first occurrences go at once, repeats coalesce into counted
+"""alerting.producer.buffer.AlertBuffer on a fake clock: first occurrences go at once, repeats coalesce into counted
 slots, a full buffer gives way least-severe-oldest first and reports every drop on the next message out."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.buffer import HOT_MIN, HOT_PER_ENTRY, REENTRANT_KEY, AlertBuffer, Entry
+from alerting.producer.buffer import HOT_MIN, HOT_PER_ENTRY, REENTRANT_KEY, AlertBuffer, Entry
 from tests.unit.factories import FakeClock
 
 CRITICAL, ERROR, WARNING = logging.CRITICAL, logging.ERROR, logging.WARNING

@@ -1,11 +1,12 @@
-"""alerting.config: each kind of setting parsed one way, failing with a message that names the setting."""
+"""alerting.shared.config: each kind of setting parsed one way, failing with a message that names the setting."""
 
 from __future__ import annotations
 
 import pytest
 
 from alerting import AlertHandler
-from alerting.config import (
+from alerting.errors import ConfigError
+from alerting.shared.config import (
     DEFAULT_BROKER_URL,
     Rate,
     parse_bool,
@@ -18,7 +19,6 @@ from alerting.config import (
     parse_url,
     resolve_broker_url,
 )
-from alerting.errors import ConfigError
 
 
 # -- parse_rate --------------------------------------------------------------------------------------------

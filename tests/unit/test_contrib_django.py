@@ -37,9 +37,9 @@ from django.urls import path
 from django.views.decorators.debug import sensitive_post_parameters
 
 from alerting import AlertHandler
-from alerting.context import current
 from alerting.contrib.django import AlertingMiddleware, check_setup, read_options
 from alerting.errors import ConfigError
+from alerting.producer.context import current
 from alerting.testing import CapturedAlerts, capture_alerts
 
 log = logging.getLogger("shop.views")

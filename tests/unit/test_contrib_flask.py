@@ -12,9 +12,9 @@ import pytest
 from flask import Flask, abort, request
 
 from alerting import AlertHandler
-from alerting.context import current
 from alerting.contrib.flask import Alerting, AlertingState
 from alerting.errors import ConfigError
+from alerting.producer.context import current
 from alerting.testing import capture_alerts
 
 NOWHERE = "redis://127.0.0.1:1/0"  # a broker nobody listens on: were anything published, it would go nowhere

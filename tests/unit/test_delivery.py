@@ -1,4 +1,4 @@
-"""alerting.delivery.Deliverer with the in-memory store, a recording fake sender and a fixed clock: every
+"""alerting.consumer.delivery.Deliverer with the in-memory store, a recording fake sender and a fixed clock: every
 message ends sent, suppressed, retried with growing backoff, or visible in the dead letters."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from alerting.config import Rate
-from alerting.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.consumer.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.consumer.mime import Email
+from alerting.consumer.render import MailConfig
+from alerting.consumer.smtp import classify
 from alerting.errors import StoreError
-from alerting.mime import Email
-from alerting.render import MailConfig
-from alerting.smtp import classify
-from alerting.stores import StoreConfig
-from alerting.stores.memory import MemoryStore
+from alerting.shared.config import Rate
+from alerting.shared.stores import StoreConfig
+from alerting.shared.stores.memory import MemoryStore
 from alerting.testing import received
 from tests.unit.factories import FakeClock, make_payload
 
@@ -338,7 +338,7 @@ def test_a_claim_left_by_a_process_of_this_host_that_died_is_taken_over_at_once(
     import subprocess
     import sys
 
-    from alerting.delivery import _pid_namespace
+    from alerting.consumer.delivery import _pid_namespace
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # a PID that no longer exists

@@ -1,4 +1,4 @@
-"""alerting.jsonsafe: whatever the application puts in a record comes out bounded and JSON-serialisable."""
+"""alerting.shared.jsonsafe: whatever the application puts in a record comes out bounded and JSON-serialisable."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.jsonsafe import REDACTED, safe_repr, safe_str, to_json_safe, truncate, valid_text
+from alerting.shared.jsonsafe import REDACTED, safe_repr, safe_str, to_json_safe, truncate, valid_text
 from tests.unit.factories import IS_SECRET_KEY
 
 MARK = "…[truncated"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.mime import Email
+from alerting.consumer.mime import Email
 from alerting.testing import received
 
 

@@ -1,4 +1,4 @@
-"""alerting.payload: a log record becomes payload v1 (JSON-safe, bounded, never mutating the record), and
+"""alerting.producer.capture: a log record becomes payload v1 (JSON-safe, bounded, never mutating the record), and
 records of "the same problem" share a fingerprint."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from alerting.payload import (
+from alerting.consumer.schema import parse
+from alerting.producer.capture import (
     CREATED_AS_LOGGED,
     EXTRA_ITEMS_MAX,
     EXTRA_VALUE_MAX,
@@ -29,8 +30,8 @@ from alerting.payload import (
     capture_record,
     fingerprint,
 )
-from alerting.publisher import finalize
-from alerting.schema import MAX_PAYLOAD_BYTES, encoded_size, parse
+from alerting.producer.finalize import finalize
+from alerting.shared.wire import MAX_PAYLOAD_BYTES, encoded_size
 from tests.unit.factories import IS_SECRET_KEY, REDACTOR, build_payload, make_record, record_with_exception
 
 MARK = "…[truncated"

@@ -1,13 +1,14 @@
-"""alerting.poller.OutboxPoller: transient store errors are retried; anything else ends the worker, not the thread."""
+"""alerting.consumer.poller.OutboxPoller: transient store errors are retried; anything else ends the worker,
+not the thread."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any, cast
 
+from alerting.consumer.poller import OutboxPoller
 from alerting.errors import StoreError
-from alerting.poller import OutboxPoller
-from alerting.stores import OutboxItem, StateStore
+from alerting.shared.stores import OutboxItem, StateStore
 
 
 class ScriptedStore:

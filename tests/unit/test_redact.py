@@ -1,4 +1,4 @@
-"""alerting.redact: secrets in text and under sensitive keys never leave the application."""
+"""alerting.producer.redact: secrets in text and under sensitive keys never leave the application."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from alerting.redact import Redactor
+from alerting.producer.redact import Redactor
 from tests.unit.factories import make_payload
 
 R = "[redacted]"

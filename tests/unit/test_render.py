@@ -1,4 +1,4 @@
-"""alerting.render: alerts, digests and summaries become safe, readable emails."""
+"""alerting.consumer.render: alerts, digests and summaries become safe, readable emails."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.mime import Email
-from alerting.render import (
+from alerting.consumer.mime import Email
+from alerting.consumer.render import (
     SUBJECT_MAX,
     MailConfig,
     alert_subject,
@@ -22,7 +22,7 @@ from alerting.render import (
     render_digest,
     render_summary,
 )
-from alerting.schema import Alert, parse
+from alerting.consumer.schema import Alert, parse
 from tests.unit.factories import make_payload
 
 MAIL = MailConfig(mail_from="alerts@example.com", mail_to=("ops@example.com", "oncall@example.com"))

@@ -1,4 +1,4 @@
-"""alerting.schema: the worker reads payload v1 back or says precisely why not; payloads never exceed the size
+"""alerting.consumer.schema: the worker reads payload v1 back or says precisely why not; payloads never exceed the size
 bound and keep what identifies them."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from alerting.consumer.schema import DropReport, parse
 from alerting.errors import PayloadError
-from alerting.schema import MAX_PAYLOAD_BYTES, DropReport, encoded_size, enforce_size, parse
+from alerting.producer.finalize import enforce_size
+from alerting.shared.wire import MAX_PAYLOAD_BYTES, encoded_size
 from tests.unit.factories import make_payload
 
 MARK = "…[truncated"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerting.errors import ConfigError
-from alerting.sentinel import SentinelURL, kombu_broker, parse_sentinel
+from alerting.shared.sentinel import SentinelURL, kombu_broker, parse_sentinel
 
 
 def test_several_sentinels_a_password_a_database_and_the_master_name() -> None:

@@ -1,4 +1,4 @@
-"""alerting.settings.load: the worker's environment read once; a bad value stops it naming the variable."""
+"""alerting.consumer.settings.load: the worker's environment read once; a bad value stops it naming the variable."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from alerting.config import Rate
+from alerting.consumer.settings import WorkerSettings, load
 from alerting.errors import ConfigError
-from alerting.settings import WorkerSettings, load
+from alerting.shared.config import Rate
 
 # ALERTING_MAIL_FROM is always given: its default asks the resolver for this host's FQDN (not a unit-test thing).
 BASE = {"ALERTING_MAIL_TO": "ops@example.com", "ALERTING_MAIL_FROM": "alerts@example.com"}

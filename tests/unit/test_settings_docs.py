@@ -1,5 +1,5 @@
 """The worker's settings are documented where users look, with the defaults the code uses: the table in
-README.md ("Settings" -> "The worker"), worker/.env.example, and alerting.settings.DEFAULTS cannot drift apart.
+README.md ("Settings" -> "The worker"), worker/.env.example, and alerting.consumer.settings.DEFAULTS cannot drift apart.
 
 (They did: the code treats an empty ALERTING_SMTP_TLS_VERIFY as the default, true; both documents said false.)
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alerting.settings import DEFAULTS, load
+from alerting.consumer.settings import DEFAULTS, load
 
 ROOT = Path(__file__).resolve().parents[2]
 

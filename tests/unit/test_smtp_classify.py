@@ -1,4 +1,4 @@
-"""alerting.smtp.classify: which SMTP failures are worth retrying and which go straight to the dead letters."""
+"""alerting.consumer.smtp.classify: which SMTP failures are worth retrying and which go straight to the dead letters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import ssl
 
 import pytest
 
+from alerting.consumer.smtp import classify
 from alerting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from alerting.smtp import classify
 
 
 def _cert_verify_error() -> ssl.SSLCertVerificationError:
@@ -100,9 +100,9 @@ def test_a_read_timeout_that_smtplib_reports_as_a_disconnect_is_classified_as_a_
 
 
 def test_a_server_that_never_answers_ends_the_send_as_a_timeout_naming_the_server() -> None:
-    from alerting.mime import Email
-    from alerting.settings import SMTPSettings
-    from alerting.smtp import SMTPSender
+    from alerting.consumer.mime import Email
+    from alerting.consumer.settings import SMTPSettings
+    from alerting.consumer.smtp import SMTPSender
 
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never says a word
         port = silent.getsockname()[1]
@@ -120,9 +120,9 @@ def test_a_connection_error_names_the_smtp_server() -> None:
 
 
 def test_the_sender_names_the_server_it_could_not_reach() -> None:
-    from alerting.mime import Email
-    from alerting.settings import SMTPSettings
-    from alerting.smtp import SMTPSender
+    from alerting.consumer.mime import Email
+    from alerting.consumer.settings import SMTPSettings
+    from alerting.consumer.smtp import SMTPSender
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import pytest
 
 from alerting import AlertHandler
 from alerting.errors import ConfigError
-from alerting.spool import MIN_MAX_BYTES, Spool, SpoolUnavailable
+from alerting.producer.spool import MIN_MAX_BYTES, Spool, SpoolUnavailable
 
 CAP = MIN_MAX_BYTES  # 1 MiB: small enough to overfill many times over in well under a second
 

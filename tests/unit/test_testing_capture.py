@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from alerting import AlertHandler
-from alerting.context import bind
-from alerting.schema import MAX_PAYLOAD_BYTES, encoded_size, parse
+from alerting.consumer.schema import parse
+from alerting.producer.context import bind
+from alerting.shared.wire import MAX_PAYLOAD_BYTES, encoded_size
 from alerting.testing import capture_alerts
 
 

@@ -1,12 +1,12 @@
-"""alerting.throttle: the pure policy, on fixed clocks. First occurrence mailed at once, repeats counted into
+"""alerting.shared.throttle: the pure policy, on fixed clocks. First occurrence mailed at once, repeats counted into
 one digest per window, a cluster-wide token bucket."""
 
 from __future__ import annotations
 
 import pytest
 
-from alerting.config import Rate
-from alerting.throttle import Bucket, Digest, Verdict, Window, admit, roll, seconds_until_token, take_token
+from alerting.shared.config import Rate
+from alerting.shared.throttle import Bucket, Digest, Verdict, Window, admit, roll, seconds_until_token, take_token
 
 T0 = 1_000.0
 LENGTH = 300.0

@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from alerting.tls import broker_ssl_options, broker_url_without_ssl, redis_client_ssl_kwargs
+from alerting.shared.tls import broker_ssl_options, broker_url_without_ssl, redis_client_ssl_kwargs
 
 
 def test_rediss_is_verified_by_default() -> None:
