@@ -20,7 +20,7 @@ demo: $(VENV)/.installed redis
 
 ## Lint, type-check, then every test (unit and integration: real Redis, worker processes, SMTP server).
 test: $(VENV)/.installed redis lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest --cov=alerting --cov-report=term-missing:skip-covered --cov-fail-under=78
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

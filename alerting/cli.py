@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from alerting import __version__, ops
-from alerting.consumer.settings import Connections, load, load_connections
+from alerting.consumer.settings import SETTINGS, Connections, load, load_connections
 from alerting.errors import ConfigError, StoreError
 
 EX_USAGE = 2
@@ -33,11 +33,17 @@ usage: alerting worker [CELERY WORKER OPTIONS]
 
 Run an alert worker: `celery -A alerting.worker worker -Q $ALERTING_QUEUE`, with `--loglevel INFO` unless
 options are given (they go to celery, after `--` if you like). It is configured by ALERTING_* environment
-variables: ALERTING_MAIL_TO is required; worker/.env.example lists every one with its default. Before starting,
+variables: ALERTING_MAIL_TO is required; worker/.env.example explains every one. Before starting,
 it checks that the broker and the state store answer (exit 69 if not); a bad setting exits 78.
-
-Celery's worker options follow.
 """
+
+
+def settings_help() -> str:
+    """The worker's variables and their defaults, from the settings registry (the same list the worker reads)."""
+    width = max(len(s.name) for s in SETTINGS)
+    rows = [f"  {s.name:<{width}}  {s.default or '-'}" for s in SETTINGS]
+    title = "Environment variables and their defaults (-: none, derived or required; see worker/.env.example):"
+    return "\n".join([title, *rows])
 
 
 def printable(text: str) -> str:
@@ -127,6 +133,8 @@ def _worker(celery_args: list[str]) -> int:
         # Help needs no configuration: celery's own worker help, without importing alerting.worker (which
         # reads the settings at import).
         say(WORKER_HELP)
+        say(settings_help())
+        say("\nCelery's worker options follow.\n")
         sys.stdout.flush()
         _exec([sys.executable, "-m", "celery", "worker", "--help"])
     try:

@@ -16,13 +16,13 @@ import redis
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from alerting.consumer.settings import Connections
+from alerting.consumer.settings import BY_NAME, Connections
 from alerting.errors import AlertingError
 from alerting.producer.capture import build, fingerprint
 from alerting.producer.finalize import finalize
 from alerting.producer.redact import Redactor
 from alerting.producer.transport import CeleryTransport, PublishFailed, publisher_app
-from alerting.shared.config import Rate, hide_password
+from alerting.shared.config import hide_password
 from alerting.shared.sentinel import kombu_broker
 from alerting.shared.stores import OutboxItem, StoreConfig
 from alerting.shared.stores.redis_store import RedisStore, connect
@@ -86,8 +86,14 @@ def explain(exc: BaseException) -> str:
 
 
 def open_store(conn: Connections) -> RedisStore:
-    # Only the prefix matters for what the operations do; the rest mirrors the worker's defaults.
-    config = StoreConfig(window=300.0, rate=Rate(30, 60.0), lease=900.0, ttl=86400.0, prefix=conn.key_prefix)
+    # Only the prefix matters for what the operations do; the rest are the worker's defaults, from the registry.
+    config = StoreConfig(
+        window=BY_NAME["ALERTING_THROTTLE_WINDOW"].default_value,
+        rate=BY_NAME["ALERTING_RATE_LIMIT"].default_value,
+        lease=BY_NAME["ALERTING_VISIBILITY_TIMEOUT"].default_value,
+        ttl=BY_NAME["ALERTING_IDEMPOTENCY_TTL"].default_value,
+        prefix=conn.key_prefix,
+    )
     return RedisStore(connect(conn.state_url, ca_file=conn.redis_ca_file, timeout=CHECK_TIMEOUT), config)
 
 

@@ -9,20 +9,17 @@ server (``MailSink``) that answers at once. One warm-up alert before them is not
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+import cli
 from measure import Summary, duration, table
-from stack import Isolation, RedisUnavailable, alert_worker, broker_url, require_redis
+from stack import Isolation, alert_worker, broker_url, require_redis
 
 from alerting import AlertHandler
 from alerting.testing.mailsink import MailSink
@@ -90,22 +87,17 @@ def report(e2e: EndToEnd) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--alerts", type=int, default=100)
     parser.add_argument("--spacing", type=float, default=0.05, help="seconds between alerts (default %(default)s)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    url = broker_url()
-    try:
+
+    def measured() -> EndToEnd:
+        url = broker_url()
         require_redis(url)
-    except RedisUnavailable as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    result = measure(url, args.alerts, args.spacing)
-    print(report(result))
-    if args.json:
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    return 0
+        return measure(url, args.alerts, args.spacing)
+
+    return cli.run(measured, report, EndToEnd.to_json, args.json)
 
 
 if __name__ == "__main__":

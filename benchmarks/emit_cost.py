@@ -23,14 +23,12 @@ stdlib-only setup would do).
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
 import logging.handlers
 import os
 import queue
-import sys
 import threading
 import time
 import uuid
@@ -41,9 +39,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import cli
 import redis
 from measure import Summary, duration, table
-from stack import Isolation, RedisUnavailable, broker_url, require_redis
+from stack import Isolation, broker_url, require_redis
 
 from alerting import AlertHandler
 
@@ -251,9 +250,7 @@ def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None
                     samples = timed_block(logger, calls, case.kind, case.messages, exc)
                     logger.handlers = []
                     if name == "alert":
-                        for key, value in alert.stats().items():
-                            if key != "buffered":
-                                case.alert_stats[key] = case.alert_stats.get(key, 0) + value - before[key]
+                        _add_stat_deltas(case.alert_stats, before, alert.stats())
                     between_blocks()
                     pooled.setdefault((index, name), []).append(samples)
                     rep_summary = Summary.of_ns(samples)
@@ -266,6 +263,53 @@ def measure_emit(url: str, calls: int, reps: int, progress: Callable[[str], None
         for name in HANDLERS:
             case.summaries[name] = Summary.of_ns([ns for block in pooled.get((index, name), []) for ns in block])
     return results
+
+
+def _add_stat_deltas(into: dict[str, int], before: dict[str, int], after: dict[str, int]) -> None:
+    """Add what the handler's counters grew by during a block (``buffered`` is a level, not a counter)."""
+    for key, value in after.items():
+        if key != "buffered":
+            into[key] = into.get(key, 0) + value - before[key]
+
+
+def _add_publisher_counts(total: dict[str, float], before: dict[str, int], after: dict[str, int]) -> None:
+    for key in ("published", "dropped", "coalesced"):
+        total[key] = total.get(key, 0) + after[key] - before[key]
+
+
+def _busy_handler(
+    name: str, alert: AlertHandler, url: str, listener_key: str
+) -> tuple[logging.Handler, logging.handlers.QueueListener | None, RedisListHandler | None]:
+    """The handler timed in a part-2 block, with the listener thread and its sink for ``queue_busy``."""
+    if name == "null":
+        return logging.NullHandler(), None, None
+    if name == "queue":
+        return logging.handlers.QueueHandler(queue.Queue()), None, None
+    if name == "queue_busy":
+        records: queue.Queue[logging.LogRecord] = queue.Queue()
+        sink = RedisListHandler(url, listener_key)
+        listener = logging.handlers.QueueListener(records, sink)
+        listener.start()
+        return logging.handlers.QueueHandler(records), listener, sink
+    return alert, None, None
+
+
+def _busy_summaries(
+    result: BusyResult, pooled: dict[str, list[array[int]]], totals: dict[str, dict[str, float]]
+) -> None:
+    for name in BUSY_HANDLERS:
+        result.summaries[name] = Summary.of_ns([ns for block in pooled.get(name, []) for ns in block])
+        total = totals.get(name, {})
+        if total.get("wall"):
+            result.calls_per_s[name] = total["calls"] / total["wall"]
+            if "thread_cpu" in total:
+                result.threads[name] = {
+                    "cpu_share": total["thread_cpu"] / total["wall"],
+                    "published": total.get("published", 0),
+                    "dropped": total.get("dropped", 0),
+                    "calls": total["calls"],
+                }
+    result.alert_stats = {k: int(totals.get("alert", {}).get(k, 0)) for k in ("published", "coalesced", "dropped")}
 
 
 def measure_busy(
@@ -282,21 +326,7 @@ def measure_busy(
     totals: dict[str, dict[str, float]] = {}
 
     def run_block(name: str, n: int, record: bool) -> None:
-        listener: logging.handlers.QueueListener | None = None
-        sink: RedisListHandler | None = None
-        handler: logging.Handler
-        if name == "null":
-            handler = logging.NullHandler()
-        elif name == "queue":
-            handler = logging.handlers.QueueHandler(queue.Queue())
-        elif name == "queue_busy":
-            records: queue.Queue[logging.LogRecord] = queue.Queue()
-            sink = RedisListHandler(url, listener_key)
-            listener = logging.handlers.QueueListener(records, sink)
-            listener.start()
-            handler = logging.handlers.QueueHandler(records)
-        else:
-            handler = alert
+        handler, listener, sink = _busy_handler(name, alert, url, listener_key)
         publisher = next(
             (t for t in threading.enumerate() if t.name == "alerting-publisher" and t not in before_threads), None
         )
@@ -322,9 +352,7 @@ def measure_busy(
             if cpu_before is not None and cpu_after is not None:
                 total["thread_cpu"] = total.get("thread_cpu", 0.0) + cpu_after - cpu_before
             if name == "alert":
-                stats_after = alert.stats()
-                for key in ("published", "dropped", "coalesced"):
-                    total[key] = total.get(key, 0) + stats_after[key] - stats_before[key]
+                _add_publisher_counts(total, stats_before, alert.stats())
             if sink is not None:
                 total["published"] = total.get("published", 0) + sink.handled
         if listener is not None and sink is not None:
@@ -350,19 +378,7 @@ def measure_busy(
         logger.handlers = []
         alert.close()
         iso.cleanup()
-    for name in BUSY_HANDLERS:
-        result.summaries[name] = Summary.of_ns([ns for block in pooled.get(name, []) for ns in block])
-        total = totals.get(name, {})
-        if total.get("wall"):
-            result.calls_per_s[name] = total["calls"] / total["wall"]
-            if "thread_cpu" in total:
-                result.threads[name] = {
-                    "cpu_share": total["thread_cpu"] / total["wall"],
-                    "published": total.get("published", 0),
-                    "dropped": total.get("dropped", 0),
-                    "calls": total["calls"],
-                }
-    result.alert_stats = {k: int(totals.get("alert", {}).get(k, 0)) for k in ("published", "coalesced", "dropped")}
+    _busy_summaries(result, pooled, totals)
     return result
 
 
@@ -472,29 +488,17 @@ def goal_figures(result: EmitReport) -> dict[str, float | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--calls", type=int, default=20_000, help="part 1: calls per block; 0 skips part 1")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every block (default %(default)s)")
     parser.add_argument("--busy-calls", type=int, default=4_000, help="part 2: calls per block; 0 skips part 2")
     parser.add_argument("--gap", type=float, default=50e-6, help="part 2: seconds slept after each call")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    try:
-        result = run(
-            calls=args.calls,
-            reps=args.reps,
-            busy_calls=args.busy_calls,
-            gap=args.gap,
-            progress=lambda text: print(text, file=sys.stderr),
-        )
-    except RedisUnavailable as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(report(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    return 0
+
+    def measured() -> EmitReport:
+        return run(calls=args.calls, reps=args.reps, busy_calls=args.busy_calls, gap=args.gap, progress=cli.progress)
+
+    return cli.run(measured, report, EmitReport.to_json, args.json)
 
 
 if __name__ == "__main__":

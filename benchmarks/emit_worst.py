@@ -16,18 +16,16 @@ core (a scheduler tick is 4 ms), which is not work emit() did. Not a test: figur
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+import cli
 from measure import Summary, duration, table
 
 from alerting import AlertHandler
@@ -222,14 +220,22 @@ def run(calls: int, big_calls: int, limit_s: float) -> list[CaseFigures]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--calls", type=int, default=200, help="timed calls per case (default 200)")
     parser.add_argument("--big-calls", type=int, default=10, help="timed calls for the 50 MB cases (default 10)")
     parser.add_argument("--limit-ms", type=float, default=2.0, help="worst call allowed, ms (default 2)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     limit = args.limit_ms / 1e3
-    results = run(args.calls, args.big_calls, limit)
+    return cli.run(
+        lambda: run(args.calls, args.big_calls, limit),
+        lambda results: report(results, limit),
+        lambda results: [asdict(r) for r in results],
+        args.json,
+        verdict=lambda results: 1 if any(not r.passed for r in results) else 0,
+    )
+
+
+def report(results: list[CaseFigures], limit: float) -> str:
     plain = results[0].cpu
     rows = [
         (
@@ -244,21 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         )
         for r in results
     ]
-    print(
-        table(
-            ("record", "calls", "cpu p50 µs", "cpu max µs", "wall p50 µs", "wall max µs", "p50/plain", "verdict"),
-            rows,
-            title=f"emit() in the calling thread, worst records (verdict: cpu max ≤ {duration(limit)})",
-        )
-    )
     failed = [r.name for r in results if not r.passed]
-    print(
-        f"\n{'FAIL: ' + ', '.join(failed) if failed else 'pass'}: every record's worst call ≤ {duration(limit)} of CPU"
+    return "\n".join(
+        [
+            table(
+                ("record", "calls", "cpu p50 µs", "cpu max µs", "wall p50 µs", "wall max µs", "p50/plain", "verdict"),
+                rows,
+                title=f"emit() in the calling thread, worst records (verdict: cpu max ≤ {duration(limit)})",
+            ),
+            f"\n{'FAIL: ' + ', '.join(failed) if failed else 'pass'}: every record's worst call ≤ {duration(limit)} "
+            "of CPU",
+            "(wall max includes preemption by other processes on a shared machine: judge it by the cpu column)",
+        ]
     )
-    print("(wall max includes preemption by other processes on a shared machine: judge it by the cpu column)")
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -11,16 +11,17 @@ refusing connections; the handlers take turns in blocks (A/B/C, then C/B/A), all
 
 from __future__ import annotations
 
-import argparse
 import logging
 import logging.handlers
 import queue
 import sys
 from array import array
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from time import perf_counter_ns
 
+import cli
 from measure import Summary, duration, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,15 +93,18 @@ def report(results: dict[str, Summary | None], calls: int, reps: int, fingerprin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--fingerprints", type=int, default=5_000)
     parser.add_argument("--capacity", type=int, default=1_000)
     args = parser.parse_args(argv)
-    results = run(args.calls, args.reps, args.fingerprints, args.capacity)
-    print(report(results, args.calls, args.reps, args.fingerprints, args.capacity))
-    return 0
+    return cli.run(
+        lambda: run(args.calls, args.reps, args.fingerprints, args.capacity),
+        lambda results: report(results, args.calls, args.reps, args.fingerprints, args.capacity),
+        lambda results: {name: asdict(s) if s else None for name, s in results.items()},
+        args.json,
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ silenced.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import logging
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cli
 from measure import table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -122,21 +122,18 @@ def report(results: Sequence[MemoryResult]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--criticals", type=int, default=200_000)
     parser.add_argument("--capacity", type=int, default=1000, help="the handler's capacity (default %(default)s)")
     parser.add_argument("--case", choices=CASES, help="run only this case, in this process")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    results = (
-        [run_case(args.case, args.criticals, args.capacity)]
-        if args.case
-        else measure(args.criticals, capacity=args.capacity)
-    )
-    print(report(results))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2), encoding="utf-8")
-    return 0
+
+    def measured() -> list[MemoryResult]:
+        if args.case:
+            return [run_case(args.case, args.criticals, args.capacity)]
+        return measure(args.criticals, capacity=args.capacity)
+
+    return cli.run(measured, report, lambda results: [asdict(r) for r in results], args.json)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import logging
 import logging.handlers
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import cli
 from measure import Summary, duration, median, table
-from stack import MAIL_FROM, MAIL_TO, Isolation, RedisUnavailable, alert_worker, broker_url, require_redis
+from stack import MAIL_FROM, MAIL_TO, Isolation, alert_worker, broker_url, require_redis
 
 from alerting import AlertHandler
 from alerting.consumer.settings import load as load_worker_settings
@@ -523,28 +522,26 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     scenario_args(parser)
     parser.add_argument("--variants", default=",".join(VARIANT_KEYS), help="comma-separated subset of %(default)s")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--plot", type=Path, help="also draw them into this PNG")
     args = parser.parse_args(argv)
     scenario = scenario_from(args)
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]
     if unknown := set(keys) - set(VARIANT_KEYS):
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    try:
-        results = run_variants(scenario, keys, progress=lambda label: print(f"running {label} ...", file=sys.stderr))
-    except RedisUnavailable as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(report(results, scenario))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(to_json(results, scenario), indent=2) + "\n", encoding="utf-8")
-    if args.plot:
+
+    results: list[VariantResult] = []
+
+    def measured() -> list[VariantResult]:
+        results.extend(run_variants(scenario, keys, progress=lambda label: cli.progress(f"running {label} ...")))
+        return results
+
+    status = cli.run(measured, lambda r: report(r, scenario), lambda r: to_json(r, scenario), args.json)
+    if status == 0 and args.plot:
         plot([results], scenario, args.plot)
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ With ``--runs N`` the whole set runs N times; the goals table then shows the med
 
 from __future__ import annotations
 
-import argparse
-import json
 import operator
 import os
 import platform
@@ -20,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cli
 import e2e_latency
 import emit_cost
 import memory
@@ -286,10 +285,9 @@ def _shortfall(c: Criterion, value: float) -> str:
 
 # -- main ------------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__, json_default=RESULTS)
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole set; report medians (default 1)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test; figures not comparable)")
-    parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=PLOT)
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -331,7 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "and medians."
     )
 
-    args.json.parent.mkdir(parents=True, exist_ok=True)
     medians = aggregate(figures)
     document = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -365,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": [r.to_json(settings.scenario) for r in runs],
         "seconds": round(elapsed, 1),
     }
-    args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    cli.write_json(args.json, document)
     problem_scenario.plot([r.variants for r in runs], settings.scenario, args.plot)
     print(f"wrote {args.json} and {args.plot}")
     return 0

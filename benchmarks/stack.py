@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import redis
-from aiosmtpd.controller import Controller
 
+from alerting.testing.mailsink import SMTPController
 from alerting.testing.workerproc import WorkerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -150,16 +150,6 @@ class _AcceptAll:
         return "250 2.0.0 OK"
 
 
-class _PortZeroController(Controller):
-    """aiosmtpd's Controller able to listen on port 0 (it reads the bound port before its readiness check)."""
-
-    def _trigger_server(self) -> None:
-        server: Any = self.server
-        if self.port == 0 and server is not None:
-            self.port = server.sockets[0].getsockname()[1]
-        super()._trigger_server()  # type: ignore[no-untyped-call]
-
-
 class FastSink:
     """A fast local SMTP server for throughput figures: aiosmtpd that accepts every message and records only the
     time (``MailSink`` parses each message with the email package, ~1 ms of Python that would cap both sides)."""
@@ -168,7 +158,7 @@ class FastSink:
         self.host = host
         self.accepted: list[float] = []  # time.time() of each accepted message
         self._cond = threading.Condition()
-        self._controller = _PortZeroController(_AcceptAll(self), hostname=host, port=0)
+        self._controller = SMTPController(_AcceptAll(self), hostname=host, port=0)
 
     @property
     def port(self) -> int:

@@ -10,8 +10,6 @@ email at once and one digest when the window ends.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import sys
@@ -23,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.servers: the private redis-server
 
+import cli
 from measure import Summary, duration, table
 from stack import Isolation, alert_worker
 
@@ -151,17 +150,17 @@ def run(criticals: int = 100_000, window: float = 8.0, decisions: int = 500) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--criticals", type=int, default=100_000)
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--decisions", type=int, default=500, help="distinct alerts for the round-trip count")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    s, d = run(args.criticals, args.window, args.decisions)
-    print(report(s, d))
-    if args.json:
-        args.json.write_text(json.dumps({"storm": asdict(s), "decision": asdict(d)}, indent=2, default=str))
-    return 0
+    return cli.run(
+        lambda: run(args.criticals, args.window, args.decisions),
+        lambda result: report(*result),
+        lambda result: {"storm": asdict(result[0]), "decision": asdict(result[1])},
+        args.json,
+    )
 
 
 if __name__ == "__main__":

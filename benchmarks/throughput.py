@@ -16,8 +16,6 @@ handing the message to the pool process, getting the result back, acknowledging)
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing
 import smtplib
 import sys
@@ -30,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cli
 from measure import PROBE_PARTS, duration, median, table
 from stack import FastSink, Isolation, alert_worker, broker_url, require_redis
 
@@ -199,7 +198,7 @@ def report(t: Throughput) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.parser(__doc__)
     parser.add_argument("--alerts", type=int, default=800, help="alerts (and smtplib emails) per trial")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--detail", action="store_true", help="also time the task body's parts in the pool process")
@@ -209,15 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="extra `celery worker` argument for experiments, e.g. --worker-arg=--prefetch-multiplier=4",
     )
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    url = broker_url()
-    require_redis(url)
-    result = measure(url, args.alerts, args.trials, detail=args.detail, worker_args=args.worker_arg)
-    print(report(result))
-    if args.json:
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    return 0
+
+    def measured() -> Throughput:
+        url = broker_url()
+        require_redis(url)
+        return measure(url, args.alerts, args.trials, detail=args.detail, worker_args=args.worker_arg)
+
+    return cli.run(measured, report, Throughput.to_json, args.json)
 
 
 if __name__ == "__main__":

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from alerting.consumer.brokerguard import transport_for
+from alerting.consumer.deadlines import TimeLimits, task_time_limits
 from alerting.consumer.settings import WorkerSettings
-from alerting.consumer.smtp import transaction_deadline
 from alerting.shared.sentinel import kombu_broker
-
-#: Seconds a task may spend on the state store (a few Redis round trips, 5 s socket timeout each) besides SMTP.
-STORE_ALLOWANCE = 10.0
-#: Seconds between the soft time limit (the task settles as a retry or a dead letter) and the hard one (killed).
-SOFT_TO_HARD = 5.0
-
-
-class TimeLimits(NamedTuple):
-    soft: float
-    hard: float
 
 
 def time_limits(settings: WorkerSettings) -> TimeLimits:
-    """Above the SMTP transaction deadline (``alerting.consumer.smtp``), so a slow server ends as a retry first; the
-    soft limit catches anything else that hangs; the hard limit kills what ignores it. A claim to send an alert is
-    held for ``hard`` seconds at most."""
-    soft = transaction_deadline(settings.smtp.timeout) + STORE_ALLOWANCE
-    return TimeLimits(soft=soft, hard=soft + SOFT_TO_HARD)
+    """The task's soft and hard time limits (defined in ``alerting.consumer.deadlines``)."""
+    return task_time_limits(settings.smtp.timeout)
 
 
 def worker_config(settings: WorkerSettings) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, Protocol
 
 from alerting.consumer.mime import Email
@@ -25,6 +26,7 @@ from alerting.consumer.schema import parse
 from alerting.errors import DeliveryError, PayloadError, PermanentDeliveryError, StoreError
 from alerting.shared.backoff import backoff_delay
 from alerting.shared.config import Rate
+from alerting.shared.outbox import Digest
 from alerting.shared.stores import Occurrence, StateStore
 from alerting.shared.throttle import Verdict
 from alerting.shared.wire import MAX_PAYLOAD_BYTES
@@ -73,6 +75,57 @@ class NoEvents:
     def latency(self, seconds: float) -> None: ...
 
 
+class _Named(str, Enum):
+    """A str whose str() and format() are its value on every Python (enum.StrEnum is 3.11+): logs, metric labels
+    and dead-letter JSON read exactly as the plain strings did."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Status(_Named):
+    """How a message ended (this attempt). String values: the task's result, log lines and metric labels."""
+
+    SENT = "sent"
+    SUPPRESSED = "suppressed"  # counted into its fingerprint's window: the digest reports it
+    FOLDED = "folded"  # over the rate limit: listed in the next summary
+    DUPLICATE = "duplicate"  # already mailed (a redelivery, or a second copy)
+    DEAD = "dead"  # in the dead letters
+    RETRY = "retry"  # to be tried again in ``Outcome.retry_in`` seconds
+
+
+class Kind(_Named):
+    """What a message (or a dead letter, its ``kind``) is: metric label and dead-letter field."""
+
+    ALERT = "alert"
+    ITEM = "item"  # an outbox item whose kind is not known yet
+    DIGEST = "digest"
+    SUMMARY = "summary"
+    INVALID = "invalid"  # an alert message that is not a valid alert
+    MESSAGE = "message"  # a queue message that is not a task we can read
+
+
+class ErrorKind(_Named):
+    """Why a message failed, as the deliverer names it (dead letters' ``error``, metric labels). SMTP failures
+    carry the sender's own kind instead (``DeliveryError.kind``: smtp-451, timeout, ...)."""
+
+    KILLED = "killed"  # its process was killed under it again and again
+    UNEXPECTED = "unexpected"  # an error of ours, not the SMTP server's
+    INVALID = "invalid"
+    TOO_LARGE = "too-large"
+    RECIPIENTS = "recipients"  # a re-send to recipients this worker does not mail
+    RECIPIENTS_REFUSED = "recipients-refused"
+    UNREADABLE = "unreadable"
+    STORE = "store"  # the state store was unreachable
+
+
+_VERDICT_STATUS: dict[Verdict, Status] = {
+    Verdict.SUPPRESS: Status.SUPPRESSED,
+    Verdict.FOLD: Status.FOLDED,
+    Verdict.DUPLICATE: Status.DUPLICATE,
+}
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int
@@ -82,7 +135,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | suppressed | folded | duplicate | dead | retry
+    status: Status
     retry_in: float | None = None
     reason: str = ""
 
@@ -133,8 +186,14 @@ class Deliverer:
                         f"delivered {count + 1} times without finishing: the process running it was killed each "
                         "time (hard time limit or crash)"
                     )
-                    kind = "alert" if task != "item" else "item"
-                    return self._dead(kind, _safe_id(raw), reason, "killed", attempt, raw)
+                    return self._dead(
+                        kind=_kind_of(task),
+                        key=_safe_id(raw),
+                        reason=reason,
+                        error=ErrorKind.KILLED,
+                        attempt=attempt,
+                        original=raw,
+                    )
             if task == "item":
                 return self.send_item(raw if isinstance(raw, str) else str(raw), attempt=attempt)
             return self.deliver(raw, attempt=attempt)
@@ -145,13 +204,17 @@ class Deliverer:
     def unexpected(self, task: str, raw: object, exc: BaseException, *, attempt: int) -> Outcome:
         """The end of a message whose handling raised ``exc`` (also a time limit, from the task)."""
         reason = f"unexpected error: {type(exc).__name__}: {exc}"[:1000]
-        kind = "alert" if task != "item" else "item"
-        if isinstance(exc, _DATA_ERRORS):
-            return self._dead(kind, _safe_id(raw), reason, "unexpected", attempt, raw)
-        if attempt < self.retry.max_retries:
-            return self._retry(attempt, "unexpected", reason)
+        if attempt < self.retry.max_retries and not isinstance(exc, _DATA_ERRORS):
+            return self._retry(attempt, ErrorKind.UNEXPECTED, reason)
+        if not isinstance(exc, _DATA_ERRORS):
+            reason = f"gave up after {attempt + 1} attempts; {reason}"
         return self._dead(
-            kind, _safe_id(raw), f"gave up after {attempt + 1} attempts; {reason}", "unexpected", attempt, raw
+            kind=_kind_of(task),
+            key=_safe_id(raw),
+            reason=reason,
+            error=ErrorKind.UNEXPECTED,
+            attempt=attempt,
+            original=raw,
         )
 
     def malformed(
@@ -160,7 +223,14 @@ class Deliverer:
         """An ``alerting.deliver`` message with more than its one argument: dead-lettered as it came."""
         original = {"args": [payload, *args], "kwargs": kwargs}
         reason = f"alerting.deliver takes one argument (the payload); got {1 + len(args)} and {len(kwargs)} keyword(s)"
-        return self._dead("invalid", _safe_id(payload), reason, "invalid", attempt, original)
+        return self._dead(
+            kind=Kind.INVALID,
+            key=_safe_id(payload),
+            reason=reason,
+            error=ErrorKind.INVALID,
+            attempt=attempt,
+            original=original,
+        )
 
     def quarantined(self, info: object, *, attempt: int) -> Outcome:
         """A message the broker guard took off the queue because it cannot be run (``alerting.quarantine``)."""
@@ -168,7 +238,15 @@ class Deliverer:
         reason = f"unreadable message on queue {details.get('queue', '?')}: {details.get('reason', 'unknown')}"
         record_extra = {k: details[k] for k in ("size", "truncated") if k in details}
         raw = {k: details[k] for k in ("raw", "raw_base64") if k in details}
-        return self._dead("message", None, reason, "unreadable", attempt, raw, extra=record_extra)
+        return self._dead(
+            kind=Kind.MESSAGE,
+            key=None,
+            reason=reason,
+            error=ErrorKind.UNREADABLE,
+            attempt=attempt,
+            original=raw,
+            extra=record_extra,
+        )
 
     # -- alerting.deliver ------------------------------------------------------------------------------------
     def deliver(self, raw: object, *, attempt: int) -> Outcome:
@@ -180,22 +258,51 @@ class Deliverer:
         if size > MAX_PAYLOAD_BYTES:
             # The application never publishes more; something else wrote this. Kept, capped, for a person to see.
             reason = f"payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
-            return self._dead("invalid", _safe_id(raw), reason, "too-large", attempt, raw, size=size)
+            return self._dead(
+                kind=Kind.INVALID,
+                key=_safe_id(raw),
+                reason=reason,
+                error=ErrorKind.TOO_LARGE,
+                attempt=attempt,
+                original=raw,
+                size=size,
+            )
         try:
             alert = parse(raw)
         except PayloadError as exc:
             # Malformed or from the future: no retry can fix it; keep it where an operator will see it.
-            return self._dead("invalid", _safe_id(raw), f"invalid payload: {exc}", "invalid", attempt, raw)
+            return self._dead(
+                kind=Kind.INVALID,
+                key=_safe_id(raw),
+                reason=f"invalid payload: {exc}",
+                error=ErrorKind.INVALID,
+                attempt=attempt,
+                original=raw,
+            )
         mail = self.mail
         if alert.recipients is not None:
             # A re-send to the recipients a server refused: only to addresses this worker mails anyway.
             allowed = tuple(r for r in alert.recipients if r in self.mail.mail_to)
             if not allowed:
                 reason = f"none of its recipients {list(alert.recipients)} is in ALERTING_MAIL_TO"
-                return self._dead("invalid", alert.id, reason, "recipients", attempt, raw)
+                return self._dead(
+                    kind=Kind.INVALID,
+                    key=alert.id,
+                    reason=reason,
+                    error=ErrorKind.RECIPIENTS,
+                    attempt=attempt,
+                    original=raw,
+                )
             mail = replace(self.mail, mail_to=allowed)
             # Not throttled: its alert was admitted and mailed to the others already.
-            return self._send_alert(render_alert(alert, mail), alert.id, attempt, raw, alert.created, allowed)
+            return self._send_alert(
+                render_alert(alert, mail),
+                alert_id=alert.id,
+                attempt=attempt,
+                raw=raw,
+                created=alert.created,
+                to=allowed,
+            )
         occurrence = Occurrence(
             alert_id=alert.id,
             fingerprint=alert.fingerprint,
@@ -209,7 +316,7 @@ class Deliverer:
             verdict = self.store.admit(occurrence, now=self.clock())
         except StoreError as exc:
             if attempt < self.retry.max_retries:
-                return self._retry(attempt, "store", f"state store unavailable: {exc}")
+                return self._retry(attempt, ErrorKind.STORE, f"state store unavailable: {exc}")
             # Better a mail without throttling than none: the state store has been down for every retry.
             log.warning(
                 "state store unavailable after %d attempts; sending alert %s unthrottled",
@@ -218,13 +325,15 @@ class Deliverer:
             )
             verdict = Verdict.SEND
         if verdict is not Verdict.SEND:
-            status = {Verdict.SUPPRESS: "suppressed", Verdict.FOLD: "folded", Verdict.DUPLICATE: "duplicate"}[verdict]
-            self.events.outcome(status, "alert")
+            status = _VERDICT_STATUS[verdict]
+            self.events.outcome(status, Kind.ALERT)
             return Outcome(status)
-        return self._send_alert(render_alert(alert, mail), alert.id, attempt, raw, alert.created, None)
+        return self._send_alert(
+            render_alert(alert, mail), alert_id=alert.id, attempt=attempt, raw=raw, created=alert.created, to=None
+        )
 
     def _send_alert(
-        self, msg: Email, alert_id: str, attempt: int, raw: object, created: float, to: tuple[str, ...] | None
+        self, msg: Email, *, alert_id: str, attempt: int, raw: object, created: float, to: tuple[str, ...] | None
     ) -> Outcome:
         """Claim the alert id, send, settle. Two copies of one alert in flight at once (a publish re-sent after a
         timeout, though it had landed) both pass the throttle (a redelivery keeps its verdict); the claim, taken
@@ -238,19 +347,23 @@ class Deliverer:
                 claim = self.store.claim(alert_id, owner, lease=self.claim_lease, now=self.clock(), steal=claim.holder)
         except StoreError as exc:
             if attempt < self.retry.max_retries:
-                return self._retry(attempt, "store", f"state store unavailable: {exc}")
+                return self._retry(attempt, ErrorKind.STORE, f"state store unavailable: {exc}")
             log.warning("state store unavailable; sending alert %s without a claim", alert_id)
-            return self._send(msg, alert_id, "alert", attempt, raw, created=created, to=to, owner=None)
+            return self._send(
+                msg, key=alert_id, kind=Kind.ALERT, attempt=attempt, original=raw, created=created, to=to, owner=None
+            )
         if claim.status == "sent":
-            self.events.outcome("duplicate", "alert")
-            return Outcome("duplicate", reason="already mailed")
+            self.events.outcome(Status.DUPLICATE, Kind.ALERT)
+            return Outcome(Status.DUPLICATE, reason="already mailed")
         if claim.status == "busy":
             # Another worker is sending it now. Look again when it should have finished (or its lease ran out):
             # if it failed, this copy sends. Each look counts as an attempt (Celery's retries); the lease bounds them.
             delay = min(max(claim.expires_in, 0.1), max(self.claim_lease / 10, 1.0)) + self.rand()
             log.info("alert %s is being sent by %s; looking again in %.1fs", alert_id, claim.holder, delay)
-            return Outcome("retry", retry_in=delay, reason=f"being sent by {claim.holder}")
-        return self._send(msg, alert_id, "alert", attempt, raw, created=created, to=to, owner=owner)
+            return Outcome(Status.RETRY, retry_in=delay, reason=f"being sent by {claim.holder}")
+        return self._send(
+            msg, key=alert_id, kind=Kind.ALERT, attempt=attempt, original=raw, created=created, to=to, owner=owner
+        )
 
     # -- alerting.send_item ----------------------------------------------------------------------------------
     def send_item(self, item_id: str, *, attempt: int) -> Outcome:
@@ -258,28 +371,31 @@ class Deliverer:
         try:
             item = self.store.load_item(item_id)
             if item is None:
-                return Outcome("duplicate", reason="already sent or removed")
+                return Outcome(Status.DUPLICATE, reason="already sent or removed")
             if self.store.is_sent(item_id):
                 self.store.complete(item_id)
-                return Outcome("duplicate")
+                return Outcome(Status.DUPLICATE)
         except StoreError as exc:
-            return self._retry(attempt, "store", f"state store unavailable: {exc}")
+            return self._retry(attempt, ErrorKind.STORE, f"state store unavailable: {exc}")
         try:
-            if item.kind == "digest":
-                sample = parse(json.loads(item.body["sample"]))
-                msg = render_digest(item.body, sample, self.mail)
-            elif item.kind == "summary":
-                msg = render_summary(item.body, self.mail, str(self.rate) if self.rate else "none")
+            value = item.value
+            if isinstance(value, Digest):
+                msg = render_digest(value, parse(json.loads(value.sample)), self.mail)
             else:
-                raise PayloadError(f"unknown outbox item kind {item.kind!r}")
+                msg = render_summary(value, self.mail, str(self.rate) if self.rate else "none")
         except (PayloadError, KeyError, ValueError, TypeError) as exc:
             outcome = self._dead(
-                item.kind or "item", item_id, f"cannot render {item_id}: {exc}", "invalid", attempt, item.body
+                kind=item.kind or Kind.ITEM,
+                key=item_id,
+                reason=f"cannot render {item_id}: {exc}",
+                error=ErrorKind.INVALID,
+                attempt=attempt,
+                original=item.body,
             )
             self.store.complete(item_id)
             return outcome
-        outcome = self._send(msg, item_id, item.kind, attempt, item.body, created=None)
-        if outcome.status == "dead":
+        outcome = self._send(msg, key=item_id, kind=value.kind, attempt=attempt, original=item.body, created=None)
+        if outcome.status is Status.DEAD:
             self.store.complete(item_id)  # it lives on in the dead letters, from where it can be replayed
         return outcome
 
@@ -287,11 +403,11 @@ class Deliverer:
     def _send(
         self,
         msg: Email,
+        *,
         key: str,
         kind: str,
         attempt: int,
         original: object,
-        *,
         created: float | None,
         to: tuple[str, ...] | None = None,
         owner: str | None = None,
@@ -307,25 +423,26 @@ class Deliverer:
                 raise
         except DeliveryError as exc:
             if isinstance(exc, PermanentDeliveryError):
-                return self._dead(kind, key, f"permanent SMTP failure: {exc}", exc.kind, attempt, original)
+                reason = f"permanent SMTP failure: {exc}"
+                return self._dead(kind=kind, key=key, reason=reason, error=exc.kind, attempt=attempt, original=original)
             if attempt >= self.retry.max_retries:
                 reason = f"gave up after {attempt + 1} attempts; last error: {exc}"
-                return self._dead(kind, key, reason, exc.kind, attempt, original)
+                return self._dead(kind=kind, key=key, reason=reason, error=exc.kind, attempt=attempt, original=original)
             return self._retry(attempt, exc.kind, str(exc))
         try:
-            if kind == "alert":
+            if kind == Kind.ALERT:
                 self.store.mark_sent(key)
             else:
                 self.store.complete(key)
         except StoreError as exc:
             # Sent, but not recorded: a redelivery of this message could mail it again. Say so.
             log.error("sent %s but could not record it (a redelivery may mail it twice): %s", key, exc)
-        self.events.outcome("sent", kind)
+        self.events.outcome(Status.SENT, kind)
         if created is not None:
             self.events.latency(max(self.clock() - created, 0.0))
         if refused:
             self._refused(kind, key, dict(refused), attempt, original)
-        return Outcome("sent")
+        return Outcome(Status.SENT)
 
     def _refused(
         self, kind: str, key: str, refused: dict[str, tuple[int, bytes]], attempt: int, original: object
@@ -335,13 +452,21 @@ class Deliverer:
         detail = "; ".join(f"{rcpt}: {code} {_text(text)}" for rcpt, (code, text) in sorted(refused.items()))
         recipients = sorted(refused)
         record_id, payload = key, original
-        if kind == "alert" and isinstance(original, dict):
+        if kind == Kind.ALERT and isinstance(original, dict):
             # A payload of its own: a new id (the original is marked sent) naming the recipients to send it to.
             digest = hashlib.sha256(",".join(recipients).encode()).hexdigest()[:8]
             record_id = f"{key[:60]}.to-{digest}"
             payload = {**original, "id": record_id, "recipients": recipients}
         reason = f"sent to the others, but the SMTP server refused {len(recipients)} recipient(s): {detail}"
-        self._dead(kind, record_id, reason, "recipients-refused", attempt, payload, recipients=recipients)
+        self._dead(
+            kind=kind,
+            key=record_id,
+            reason=reason,
+            error=ErrorKind.RECIPIENTS_REFUSED,
+            attempt=attempt,
+            original=payload,
+            recipients=recipients,
+        )
 
     def _release(self, key: str, owner: str) -> None:
         try:
@@ -353,17 +478,17 @@ class Deliverer:
         delay = backoff_delay(attempt, self.retry.backoff, self.retry.backoff_max, self.rand)
         log.warning("attempt %d failed (%s); retrying in %.1fs", attempt + 1, reason, delay)
         self.events.retried(kind)
-        return Outcome("retry", retry_in=delay, reason=reason)
+        return Outcome(Status.RETRY, retry_in=delay, reason=reason)
 
     def _dead(
         self,
+        *,
         kind: str,
         key: str | None,
         reason: str,
-        error_kind: str,
+        error: str,
         attempt: int,
         original: object,
-        *,
         size: int | None = None,
         recipients: list[str] | None = None,
         extra: dict[str, Any] | None = None,
@@ -372,7 +497,7 @@ class Deliverer:
             "kind": kind,
             "id": key,
             "reason": reason,
-            "error": error_kind,
+            "error": error,
             "attempts": attempt + 1,
             "failed_at": datetime.fromtimestamp(self.clock(), tz=timezone.utc).isoformat(timespec="seconds"),
             "worker": socket.gethostname(),
@@ -390,8 +515,13 @@ class Deliverer:
         except StoreError as exc:
             log.error("could not dead-letter %s (%s); the record was: %s", key, exc, json.dumps(record)[:2000])
         log.error("dead-lettered %s %s: %s", kind, key, reason)
-        self.events.outcome("dead", error_kind)
-        return Outcome("dead", reason=reason)
+        self.events.outcome(Status.DEAD, error)
+        return Outcome(Status.DEAD, reason=reason)
+
+
+def _kind_of(task: str) -> Kind:
+    """The dead-letter kind of a message of ``task`` ("alert" or "item")."""
+    return Kind.ITEM if task == "item" else Kind.ALERT
 
 
 def _owner() -> str:

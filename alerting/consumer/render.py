@@ -16,6 +16,7 @@ from typing import Any
 
 from alerting.consumer.mime import Email
 from alerting.consumer.schema import Alert
+from alerting.shared.outbox import Digest, Summary
 
 SUBJECT_MAX = 150
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
@@ -67,14 +68,15 @@ def render_alert(alert: Alert, mail: MailConfig) -> Email:
     return _message(mail, alert_subject(alert, mail.subject_prefix), intro, alert.message, sections, alert)
 
 
-def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> Email:
-    count = int(body["count"])
-    span = human_duration(float(body["window_end"]) - float(body["window_start"]))
+def render_digest(digest: Digest, sample: Alert, mail: MailConfig) -> Email:
+    """``sample`` is ``digest.sample`` parsed: the latest repeat, shown in full."""
+    count = digest.count
+    span = human_duration(digest.window_end - digest.window_start)
     subject = clean_header_text(f"{mail.subject_prefix}[{sample.level}] {sample.logger}: {first_line(sample.message)}")
     subject = clean_header_text(f"{subject[: SUBJECT_MAX - 30]} ({count} more in {span})")
     intro = (
         f"{count} more occurrence{'s' if count != 1 else ''} of this alert between "
-        f"{iso_utc(float(body['first']))} and {iso_utc(float(body['last']))} (window of {span}). "
+        f"{iso_utc(digest.first)} and {iso_utc(digest.last)} (window of {span}). "
         "The latest one follows in full."
     )
     sections = [("Occurrences", str(count)), *_alert_sections(sample)]
@@ -82,9 +84,9 @@ def render_digest(body: dict[str, Any], sample: Alert, mail: MailConfig) -> Emai
     return msg.with_header("X-Alerting-Digest-Count", str(count))  # for mail filters (and tests)
 
 
-def render_summary(body: dict[str, Any], mail: MailConfig, rate: str) -> Email:
-    entries: list[dict[str, Any]] = sorted(body.get("entries") or [], key=lambda e: -int(e.get("count", 0)))
-    total = sum(int(e.get("count", 0)) for e in entries)
+def render_summary(summary: Summary, mail: MailConfig, rate: str) -> Email:
+    entries = sorted(summary.entries, key=lambda e: -e.count)
+    total = sum(e.count for e in entries)
     subject = clean_header_text(
         f"{mail.subject_prefix}[alerting] {total} alert{'s' if total != 1 else ''} held back by the rate limit ({rate})"
     )
@@ -92,11 +94,9 @@ def render_summary(body: dict[str, Any], mail: MailConfig, rate: str) -> Email:
         f"The cluster-wide rate limit ({rate}) was reached, so these alerts were folded into this summary "
         "instead of being mailed one by one. Repeats of each are reported in its digest."
     )
-    lines = "\n".join(
-        f"{int(e.get('count', 0)):>6} × {clean_header_text(str(e.get('subject', '')), 300)}" for e in entries
-    )
-    since = body.get("since")
-    sections = [("First held back", iso_utc(float(since)) if since else "unknown"), ("Alerts", lines)]
+    lines = "\n".join(f"{e.count:>6} × {clean_header_text(e.subject, 300)}" for e in entries)
+    since = summary.since
+    sections = [("First held back", iso_utc(since) if since else "unknown"), ("Alerts", lines)]
     return _message(mail, subject, intro, "", sections, None)
 
 

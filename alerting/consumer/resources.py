@@ -6,8 +6,6 @@ parent's SMTP connection.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 
 from alerting.consumer.celery_config import time_limits  # h6
@@ -15,6 +13,7 @@ from alerting.consumer.delivery import Deliverer, Events, RetryPolicy
 from alerting.consumer.render import MailConfig
 from alerting.consumer.settings import Connections, WorkerSettings
 from alerting.consumer.smtp import SMTPSender
+from alerting.shared.forks import PerProcess, pid
 from alerting.shared.stores import StateStore, StoreConfig
 from alerting.shared.stores.redis_store import RedisStore, connect
 
@@ -31,8 +30,6 @@ class Runtime:
         self.sender.close()
 
 
-_lock = threading.Lock()
-_runtime: Runtime | None = None
 _events: Events | None = None
 _settings: WorkerSettings | None = None  # given by the worker at start; else read from the environment
 
@@ -68,7 +65,7 @@ def build(settings: WorkerSettings, events: Events | None = None) -> Runtime:
         events=events,
         claim_lease=time_limits(settings).hard,  # h6: a claim outlives any live holder (the task's hard limit)
     )
-    return Runtime(settings, store, sender, deliverer, os.getpid())
+    return Runtime(settings, store, sender, deliverer, pid())
 
 
 def use_settings(settings: WorkerSettings | None) -> None:
@@ -83,22 +80,21 @@ def set_events(events: Events | None) -> None:
     _events = events
 
 
+def _build_from_settings() -> Runtime:
+    return build(_settings or WorkerSettings.from_env(), _events)
+
+
+# One runtime per process: a prefork child builds its own (see alerting.shared.forks.PerProcess).
+_runtime: PerProcess[Runtime] = PerProcess(_build_from_settings)
+
+
 def get() -> Runtime:
     """This process's runtime, built from the environment on first use."""
-    global _runtime
-    runtime = _runtime
-    if runtime is not None and runtime.pid == os.getpid():
-        return runtime
-    with _lock:
-        if _runtime is None or _runtime.pid != os.getpid():
-            _runtime = build(_settings or WorkerSettings.from_env(), _events)
-        return _runtime
+    return _runtime.get()
 
 
 def reset() -> None:
     """Forget this process's runtime (after fork, at shutdown); closes the SMTP connection if it is ours."""
-    global _runtime
-    with _lock:
-        runtime, _runtime = _runtime, None
-    if runtime is not None and runtime.pid == os.getpid():
+    runtime = _runtime.take()
+    if runtime is not None:
         runtime.close()

@@ -1,87 +1,114 @@
-"""Worker settings: read once from the environment into one frozen object. Pure (the environment is passed in).
+"""Worker settings: each variable declared once in :data:`SETTINGS` (name, default, parser, range, help, secret);
+:func:`load` reads them into one frozen object. Reads the environment, secret files and the host name; no network.
 
 Every problem is a :class:`~alerting.errors.ConfigError` naming the variable, so a worker with a bad value
-stops at start with a message that says what to fix.
+stops at start with a message that says what to fix. ``python -m alerting.consumer.settings_docs`` writes
+worker/.env.example from the registry; tests/unit/test_settings_docs.py checks it and README.md's table.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import ipaddress
 import os
-import re
-import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from alerting.consumer import setting_kinds as kinds
+from alerting.consumer.deadlines import task_time_limits
+from alerting.consumer.setting_kinds import DAY, Range, Setting
 from alerting.errors import ConfigError
-from alerting.shared.config import (
-    BROKER_SCHEMES,
-    DEFAULT_BROKER_URL,
-    REDIS_SCHEMES,
-    Rate,
-    parse_bool,
-    parse_choice,
-    parse_duration,
-    parse_int,
-    parse_queue,
-    parse_rate,
-    parse_url,
-)
+from alerting.shared.config import DEFAULT_BROKER_URL, DEFAULT_KEY_PREFIX, DEFAULT_QUEUE, REDIS_SCHEMES, Rate
 
-SECURITY_CHOICES = ("none", "starttls", "ssl")
+__all__ = ["BY_NAME", "DAY", "PORTS", "SETTINGS", "Connections", "Range", "SMTPSettings", "Setting", "WorkerSettings",
+           "check", "check_connections", "load", "load_connections"]  # fmt: skip
+
 _DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
-# Deliberately strict: an address with CR/LF, spaces or commas in it is a configuration mistake (or an attack).
-_ADDRESS = re.compile(r"^[^@\s,;<>\"\x00-\x1f]+@[^@\s,;<>\"\x00-\x1f]+$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,50}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-#: Every variable the worker reads, with its default as written in README.md and worker/.env.example ("" when
-#: there is none, or it is derived: the state URL from the broker, the SMTP port from the security mode...).
-#: tests/unit/test_settings_docs.py checks that both documents list each one with this default.
-DEFAULTS: dict[str, str] = {
-    "ALERTING_BROKER_URL": DEFAULT_BROKER_URL,
-    "ALERTING_STATE_URL": "",
-    "ALERTING_REDIS_CA_FILE": "",
-    "ALERTING_KEY_PREFIX": "alerting",
-    "ALERTING_QUEUE": "alerts",
-    "ALERTING_SMTP_HOST": "localhost",
-    "ALERTING_SMTP_PORT": "",
-    "ALERTING_SMTP_SECURITY": "none",
-    "ALERTING_SMTP_USER": "",
-    "ALERTING_SMTP_PASSWORD": "",
-    "ALERTING_SMTP_PASSWORD_FILE": "",
-    "ALERTING_SMTP_TIMEOUT": "10",
-    "ALERTING_SMTP_CA_FILE": "",
-    "ALERTING_SMTP_TLS_VERIFY": "true",
-    "ALERTING_MAIL_TO": "",
-    "ALERTING_MAIL_FROM": "",
-    "ALERTING_SUBJECT_PREFIX": "",
-    "ALERTING_THROTTLE_WINDOW": "300",
-    "ALERTING_RATE_LIMIT": "30/m",
-    "ALERTING_MAX_RETRIES": "5",
-    "ALERTING_RETRY_BACKOFF": "2",
-    "ALERTING_RETRY_BACKOFF_MAX": "300",
-    "ALERTING_VISIBILITY_TIMEOUT": "900",
-    "ALERTING_DIGEST_POLL_INTERVAL": "1",
-    "ALERTING_IDEMPOTENCY_TTL": "86400",
-    "ALERTING_METRICS_PORT": "",
-    "ALERTING_READY_FILE": "",
-}
+# -- the registry: the order is worker/.env.example's ---------------------------------------------------------------
+PORTS = Range(1, 65535)
 
-# Ranges. Each value outside them passed a "positive number" check once and then broke at run time: Redis
-# refuses expiries that overflow (every decision failed, throttling silently off), a thread wait of 1e300 s
-# raises OverflowError, kombu's visibility arithmetic overflows. The upper bounds are far above any useful value.
-DAY = 86400.0
-MAX_THROTTLE_WINDOW = 7 * DAY  # a digest a week late is no longer an alert
-MIN_SMTP_TIMEOUT, MAX_SMTP_TIMEOUT = 0.1, 600.0  # under 0.1 s not even a loopback SMTP greeting completes
-MAX_VISIBILITY_TIMEOUT = DAY  # an alert whose worker died waits this long before another worker sends it
-MAX_RETRY_BACKOFF = DAY  # and both backoff values must be below the visibility timeout anyway
-MIN_POLL_INTERVAL, MAX_POLL_INTERVAL = 0.05, 60.0  # a digest is sent at most this long after its window ends
-MIN_IDEMPOTENCY_TTL, MAX_IDEMPOTENCY_TTL = 60.0, 30 * DAY  # markers must outlive redeliveries, not fill Redis
-MAX_SUBJECT_PREFIX = 40
+SETTINGS: tuple[Setting, ...] = (
+    # Redis
+    Setting("ALERTING_BROKER_URL", DEFAULT_BROKER_URL, kinds.broker,
+            "Broker the applications publish alerts to (redis://, rediss://, amqp://, ...). Sentinel: "
+            "sentinel://:password@s1:26379/0;sentinel://:password@s2:26379/0?master_name=mymaster"),
+    Setting("ALERTING_STATE_URL", "", kinds.state_store,
+            "Redis holding throttle state, digests and dead letters; empty = the broker URL (required if that is not "
+            "Redis)."),
+    Setting("ALERTING_REDIS_CA_FILE", "", kinds.existing_file,
+            "CA bundle for rediss:// connections; empty = the system CAs."),
+    Setting("ALERTING_KEY_PREFIX", DEFAULT_KEY_PREFIX, kinds.key_prefix,
+            "Prefix of every Redis key the workers use; give each independent deployment sharing a Redis its own."),
+    Setting("ALERTING_QUEUE", DEFAULT_QUEUE, kinds.queue_name,
+            "Queue the alert tasks travel on; if you change it, change the worker's -Q argument to match."),
+    # SMTP
+    Setting("ALERTING_SMTP_HOST", "localhost", kinds.host_name, "SMTP server host name or address."),
+    Setting("ALERTING_SMTP_PORT", "", kinds.optional_port,
+            "SMTP port; empty = 25, 587 or 465 depending on ALERTING_SMTP_SECURITY.", PORTS),
+    Setting("ALERTING_SMTP_SECURITY", "none", kinds.security_mode,
+            "none | starttls | ssl. Use starttls or ssl for any real server: with none, AUTH is refused unless the "
+            "host is local."),
+    Setting("ALERTING_SMTP_USER", "", kinds.optional_text,
+            "Secrets stay empty here. Set the user and ONE of the password variables (the _FILE form reads a docker "
+            "secret, e.g. /run/secrets/smtp_password, so the password is not in the environment)."),
+    Setting("ALERTING_SMTP_PASSWORD", "", kinds.optional_text, "", secret=True),
+    Setting("ALERTING_SMTP_PASSWORD_FILE", "", kinds.secret_file, "", secret=True),
+    Setting("ALERTING_SMTP_TIMEOUT", "10", kinds.seconds,
+            "Seconds before a connect, command or send gives up (the attempt is then retried); 0.1 to 600.",
+            Range(0.1, 600)),  # under 0.1 s not even a loopback SMTP greeting completes
+    Setting("ALERTING_SMTP_CA_FILE", "", kinds.existing_file,
+            "CA bundle for the SMTP server's certificate; empty = the system CAs."),
+    Setting("ALERTING_SMTP_TLS_VERIFY", "true", kinds.boolean,
+            "Verify the server's TLS certificate; turn off only for a local test server. Empty = the default, true."),
+    # Mail
+    Setting("ALERTING_MAIL_TO", "", kinds.recipients, "Recipients, comma-separated (required)."),
+    Setting("ALERTING_MAIL_FROM", "", kinds.sender, "Sender; empty = alerting@<this host's domain name>."),
+    Setting("ALERTING_SUBJECT_PREFIX", "", kinds.subject_prefix,
+            'Text put in front of every subject, e.g. "[prod] " (at most 40 characters, no control characters).',
+            Range(0, 40), strip=False),
+    # Throttling and delivery
+    Setting("ALERTING_THROTTLE_WINDOW", "300", kinds.seconds,
+            "Repeats of an alert within this window are counted and mailed as one digest at its end (0 = off; at "
+            "most 7 days).",
+            Range(0, 7 * DAY)),  # a digest a week late is no longer an alert
+    Setting("ALERTING_RATE_LIMIT", "30/m", kinds.rate_limit,
+            'Cluster-wide cap on emails (30/m, 100/h, 5/10s); overflow is folded into a digest. "off" disables it. '
+            "The period is 1 second to 1 day, the count at most 100000."),
+    Setting("ALERTING_MAX_RETRIES", "5", kinds.integer,
+            "Attempts after the first for a transient SMTP failure, before the alert goes to the dead letters "
+            "(0 to 100).",
+            Range(0, 100)),
+    Setting("ALERTING_RETRY_BACKOFF", "2", kinds.seconds,
+            "Exponential backoff between attempts (with jitter): base and cap, in seconds (at most 86400, and "
+            "below ALERTING_VISIBILITY_TIMEOUT).",
+            Range(0, DAY, allow_zero=False)),
+    Setting("ALERTING_RETRY_BACKOFF_MAX", "300", kinds.seconds, "", Range(0, DAY)),
+    Setting("ALERTING_VISIBILITY_TIMEOUT", "900", kinds.seconds,
+            "Seconds before Redis hands an unacknowledged alert (its worker died) to another worker (1 to 86400). "
+            "Must exceed ALERTING_RETRY_BACKOFF_MAX and the task's hard time limit, 3 x ALERTING_SMTP_TIMEOUT + 15.",
+            Range(1, DAY)),  # an alert whose worker died waits this long before another worker sends it
+    Setting("ALERTING_DIGEST_POLL_INTERVAL", "1", kinds.seconds,
+            "How often each worker looks for digests that are due (0.05 to 60).",
+            Range(0.05, 60)),  # a digest is sent at most this long after its window ends
+    Setting("ALERTING_IDEMPOTENCY_TTL", "86400", kinds.seconds,
+            "How long a sent alert is remembered, so that a redelivered copy is not mailed twice (60 to 2592000, "
+            "30 days).",
+            Range(60, 30 * DAY)),  # markers must outlive redeliveries, not fill Redis
+    # Operations
+    Setting("ALERTING_METRICS_PORT", "", kinds.metrics_port,
+            'Port for Prometheus metrics (needs the "metrics" extra: pip install "celery-alerting[metrics]"; the '
+            "worker image has it); empty = off.",
+            PORTS),
+    Setting("ALERTING_READY_FILE", "", kinds.ready_file,
+            "File the worker writes its pid to once it is ready (removed on shutdown), for health checks; empty = "
+            "none. Its directory must exist. The worker image sets /dev/shm/alerting-worker.ready."),
+)  # fmt: skip
+
+BY_NAME: Mapping[str, Setting] = {s.name: s for s in SETTINGS}
+#: What the CLI needs to find things (no mail settings required).
+CONNECTION_SETTINGS = ("ALERTING_BROKER_URL", "ALERTING_STATE_URL", "ALERTING_REDIS_CA_FILE", "ALERTING_KEY_PREFIX",
+                       "ALERTING_QUEUE")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,7 +124,7 @@ class SMTPSettings:
 
     @property
     def is_local(self) -> bool:
-        return _is_loopback(self.host)
+        return kinds.is_loopback(self.host)
 
 
 @dataclass(frozen=True)
@@ -138,220 +165,110 @@ class Connections:
     redis_ca_file: str | None
 
 
-def _reader(env: Mapping[str, str]) -> Callable[..., str]:
-    def get(name: str, default: str | None = None) -> str:
-        # Set-but-empty means "use the default": a blank line in an env file must not, say, turn off TLS checks.
-        return env.get(name, "").strip() or (DEFAULTS[name] if default is None else default)
-
-    return get
-
-
 def load_connections(env: Mapping[str, str]) -> Connections:
-    get = _reader(env)
-
-    broker_url = parse_url("ALERTING_BROKER_URL", get("ALERTING_BROKER_URL") or DEFAULT_BROKER_URL, BROKER_SCHEMES)
-    state_url = get("ALERTING_STATE_URL")
-    if not state_url:
-        if urlsplit(broker_url).scheme not in REDIS_SCHEMES:
-            raise ConfigError(
-                "ALERTING_STATE_URL",
-                "required when the broker is not Redis: throttle state and dead letters live in Redis "
-                "(e.g. redis://localhost:6379/1)",
-            )
-        state_url = broker_url
-    key_prefix = get("ALERTING_KEY_PREFIX")
-    if not _PREFIX.fullmatch(key_prefix):
-        raise ConfigError("ALERTING_KEY_PREFIX", f"expected 1-50 characters of [A-Za-z0-9_.:-], got {key_prefix!r}")
-    return Connections(
-        broker_url=broker_url,
-        state_url=parse_url("ALERTING_STATE_URL", state_url, REDIS_SCHEMES),
-        queue=parse_queue("ALERTING_QUEUE", get("ALERTING_QUEUE")),
-        key_prefix=key_prefix,
-        redis_ca_file=_file("ALERTING_REDIS_CA_FILE", get("ALERTING_REDIS_CA_FILE")),
-    )
+    values = {name: BY_NAME[name].read(env) for name in CONNECTION_SETTINGS}
+    check_connections(values)
+    return _connections(values)
 
 
 def load(env: Mapping[str, str]) -> WorkerSettings:
-    get = _reader(env)
-    conn = load_connections(env)
-    smtp = _smtp(get)
-    mail_to = tuple(a.strip() for a in get("ALERTING_MAIL_TO").split(",") if a.strip())
-    if not mail_to:
-        raise ConfigError("ALERTING_MAIL_TO", "required: comma-separated recipient addresses")
-    for address in mail_to:
-        _address("ALERTING_MAIL_TO", address)
-    mail_from = _address("ALERTING_MAIL_FROM", get("ALERTING_MAIL_FROM") or f"alerting@{_local_domain()}")
-
-    retry_backoff = parse_duration(
-        "ALERTING_RETRY_BACKOFF", get("ALERTING_RETRY_BACKOFF"), allow_zero=False, maximum=MAX_RETRY_BACKOFF
+    values = {s.name: s.read(env) for s in SETTINGS}  # each entry parsed on its own, in the registry's order
+    check(values)
+    conn = _connections(values)
+    password = values["ALERTING_SMTP_PASSWORD"] or values["ALERTING_SMTP_PASSWORD_FILE"]
+    security = values["ALERTING_SMTP_SECURITY"]
+    smtp = SMTPSettings(
+        host=values["ALERTING_SMTP_HOST"],
+        port=values["ALERTING_SMTP_PORT"] or _DEFAULT_PORTS[security],
+        security=security,
+        user=values["ALERTING_SMTP_USER"],
+        password=password,
+        timeout=values["ALERTING_SMTP_TIMEOUT"],
+        ca_file=values["ALERTING_SMTP_CA_FILE"],
+        verify=values["ALERTING_SMTP_TLS_VERIFY"],
     )
-    retry_backoff_max = parse_duration(
-        "ALERTING_RETRY_BACKOFF_MAX", get("ALERTING_RETRY_BACKOFF_MAX"), maximum=MAX_RETRY_BACKOFF
-    )
-    if retry_backoff_max < retry_backoff:
-        raise ConfigError("ALERTING_RETRY_BACKOFF_MAX", f"must be >= ALERTING_RETRY_BACKOFF ({retry_backoff:g})")
-    visibility = parse_duration(
-        "ALERTING_VISIBILITY_TIMEOUT", get("ALERTING_VISIBILITY_TIMEOUT"), minimum=1, maximum=MAX_VISIBILITY_TIMEOUT
-    )
-    # A retry waits in the worker as an ETA message; the Redis transport redelivers anything unacked for longer
-    # than the visibility timeout, so a longer wait would be executed twice (and again).
-    if retry_backoff_max >= visibility:
-        raise ConfigError(
-            "ALERTING_VISIBILITY_TIMEOUT",
-            f"must be greater than ALERTING_RETRY_BACKOFF_MAX ({retry_backoff_max:g}s): retries wait as ETA "
-            "messages, which are delivered again once they have been unacknowledged that long",
-        )
-    if smtp.timeout * 2 >= visibility:
-        raise ConfigError(
-            "ALERTING_VISIBILITY_TIMEOUT",
-            f"must be more than twice ALERTING_SMTP_TIMEOUT ({smtp.timeout:g}s)",
-        )
-
-    metrics = get("ALERTING_METRICS_PORT")
-    if metrics:
-        _metrics_extra_installed()
-    subject_prefix = env.get("ALERTING_SUBJECT_PREFIX", "")  # not stripped: "[prod] " keeps its space
-    if _CONTROL.search(subject_prefix):
-        raise ConfigError(
-            "ALERTING_SUBJECT_PREFIX", f"must not contain control characters (CR, LF, ESC...), got {subject_prefix!r}"
-        )
-    if len(subject_prefix) > MAX_SUBJECT_PREFIX:
-        raise ConfigError("ALERTING_SUBJECT_PREFIX", f"at most {MAX_SUBJECT_PREFIX} characters, got {subject_prefix!r}")
     return WorkerSettings(
         broker_url=conn.broker_url,
         state_url=conn.state_url,
         queue=conn.queue,
         smtp=smtp,
-        mail_from=mail_from,
-        mail_to=mail_to,
-        subject_prefix=subject_prefix,
-        throttle_window=parse_duration(
-            "ALERTING_THROTTLE_WINDOW", get("ALERTING_THROTTLE_WINDOW"), maximum=MAX_THROTTLE_WINDOW
-        ),
-        rate_limit=parse_rate("ALERTING_RATE_LIMIT", get("ALERTING_RATE_LIMIT")),
-        max_retries=parse_int("ALERTING_MAX_RETRIES", get("ALERTING_MAX_RETRIES"), minimum=0, maximum=100),
-        retry_backoff=retry_backoff,
-        retry_backoff_max=retry_backoff_max,
-        visibility_timeout=visibility,
-        digest_poll_interval=parse_duration(
-            "ALERTING_DIGEST_POLL_INTERVAL",
-            get("ALERTING_DIGEST_POLL_INTERVAL"),
-            minimum=MIN_POLL_INTERVAL,
-            maximum=MAX_POLL_INTERVAL,
-        ),
-        idempotency_ttl=parse_duration(
-            "ALERTING_IDEMPOTENCY_TTL",
-            get("ALERTING_IDEMPOTENCY_TTL"),
-            minimum=MIN_IDEMPOTENCY_TTL,
-            maximum=MAX_IDEMPOTENCY_TTL,
-        ),
+        mail_from=values["ALERTING_MAIL_FROM"],
+        mail_to=values["ALERTING_MAIL_TO"],
+        subject_prefix=values["ALERTING_SUBJECT_PREFIX"],
+        throttle_window=values["ALERTING_THROTTLE_WINDOW"],
+        rate_limit=values["ALERTING_RATE_LIMIT"],
+        max_retries=values["ALERTING_MAX_RETRIES"],
+        retry_backoff=values["ALERTING_RETRY_BACKOFF"],
+        retry_backoff_max=values["ALERTING_RETRY_BACKOFF_MAX"],
+        visibility_timeout=values["ALERTING_VISIBILITY_TIMEOUT"],
+        digest_poll_interval=values["ALERTING_DIGEST_POLL_INTERVAL"],
+        idempotency_ttl=values["ALERTING_IDEMPOTENCY_TTL"],
         key_prefix=conn.key_prefix,
         redis_ca_file=conn.redis_ca_file,
-        metrics_port=parse_int("ALERTING_METRICS_PORT", metrics, minimum=1, maximum=65535) if metrics else None,
-        ready_file=_ready_file(get("ALERTING_READY_FILE")),
+        metrics_port=values["ALERTING_METRICS_PORT"],
+        ready_file=values["ALERTING_READY_FILE"],
     )
 
 
-def _ready_file(path: str) -> str | None:
-    # Written only once the worker is ready: a missing directory would fail there, after the start check,
-    # and leave a worker that consumes but whose health check never passes.
-    if not path:
-        return None
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ConfigError("ALERTING_READY_FILE", f"the directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise ConfigError("ALERTING_READY_FILE", f"{path} is a directory; expected a file name")
-    return path
-
-
-def _metrics_extra_installed() -> None:
-    # Checked without importing prometheus_client: it must be imported only after metrics.prepare() has set
-    # PROMETHEUS_MULTIPROC_DIR, or the pool processes' counters are never summed.
-    try:
-        found = importlib.util.find_spec("prometheus_client") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+def check_connections(values: Mapping[str, Any]) -> None:
+    """The rule between the connection settings (all the CLI needs)."""
+    if values["ALERTING_STATE_URL"] is None and urlsplit(values["ALERTING_BROKER_URL"]).scheme not in REDIS_SCHEMES:
         raise ConfigError(
-            "ALERTING_METRICS_PORT",
-            'is set but prometheus_client is not installed: pip install "celery-alerting[metrics]" '
-            "(or leave ALERTING_METRICS_PORT empty)",
+            "ALERTING_STATE_URL",
+            "required when the broker is not Redis: throttle state and dead letters live in Redis "
+            "(e.g. redis://localhost:6379/1)",
         )
 
 
-def _smtp(read: Callable[..., str]) -> SMTPSettings:
-    security = parse_choice("ALERTING_SMTP_SECURITY", read("ALERTING_SMTP_SECURITY"), SECURITY_CHOICES)
-    host = read("ALERTING_SMTP_HOST")
-    if not host or any(c in host for c in " \r\n\x00/"):
-        raise ConfigError("ALERTING_SMTP_HOST", f"expected a host name or address, got {host!r}")
-    port_text = read("ALERTING_SMTP_PORT") or str(_DEFAULT_PORTS[security])
-    user = read("ALERTING_SMTP_USER") or None
-    password = _password(read("ALERTING_SMTP_PASSWORD"), read("ALERTING_SMTP_PASSWORD_FILE"))
-    if password and not user:
+def check(values: Mapping[str, Any]) -> None:
+    """The rules between settings, on values each already parsed by its own entry. One place for all of them."""
+    check_connections(values)
+    user, host = values["ALERTING_SMTP_USER"], values["ALERTING_SMTP_HOST"]
+    password, password_file = values["ALERTING_SMTP_PASSWORD"], values["ALERTING_SMTP_PASSWORD_FILE"]
+    if password and password_file:
+        raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", "set either ALERTING_SMTP_PASSWORD or ..._FILE, not both")
+    if (password or password_file) and not user:
         raise ConfigError("ALERTING_SMTP_USER", "required when a password is set")
-    if user and not password:
+    if user and not (password or password_file):
         raise ConfigError(
-            "ALERTING_SMTP_PASSWORD",
-            "required when ALERTING_SMTP_USER is set (or ALERTING_SMTP_PASSWORD_FILE)",
+            "ALERTING_SMTP_PASSWORD", "required when ALERTING_SMTP_USER is set (or ALERTING_SMTP_PASSWORD_FILE)"
         )
-    if user and security == "none" and not _is_loopback(host):
+    if user and values["ALERTING_SMTP_SECURITY"] == "none" and not kinds.is_loopback(host):
         raise ConfigError(
             "ALERTING_SMTP_SECURITY",
             f"is 'none' but AUTH is configured for {host}: the password would cross the network in clear; "
             "use starttls or ssl",
         )
-    return SMTPSettings(
-        host=host,
-        port=parse_int("ALERTING_SMTP_PORT", port_text, minimum=1, maximum=65535),
-        security=security,
-        user=user,
-        password=password,
-        timeout=parse_duration(
-            "ALERTING_SMTP_TIMEOUT", read("ALERTING_SMTP_TIMEOUT"), minimum=MIN_SMTP_TIMEOUT, maximum=MAX_SMTP_TIMEOUT
-        ),
-        ca_file=_file("ALERTING_SMTP_CA_FILE", read("ALERTING_SMTP_CA_FILE")),
-        verify=parse_bool("ALERTING_SMTP_TLS_VERIFY", read("ALERTING_SMTP_TLS_VERIFY")),
+
+    backoff, backoff_max = values["ALERTING_RETRY_BACKOFF"], values["ALERTING_RETRY_BACKOFF_MAX"]
+    visibility = values["ALERTING_VISIBILITY_TIMEOUT"]
+    if backoff_max < backoff:
+        raise ConfigError("ALERTING_RETRY_BACKOFF_MAX", f"must be >= ALERTING_RETRY_BACKOFF ({backoff:g})")
+    # A retry waits in the worker as an ETA message; the Redis transport redelivers anything unacked for longer
+    # than the visibility timeout, so a longer wait would be executed twice (and again).
+    if backoff_max >= visibility:
+        raise ConfigError(
+            "ALERTING_VISIBILITY_TIMEOUT",
+            f"must be greater than ALERTING_RETRY_BACKOFF_MAX ({backoff_max:g}s): retries wait as ETA "
+            "messages, which are delivered again once they have been unacknowledged that long",
+        )
+    # A task still running when the visibility timeout passes is handed to a second worker while the first may
+    # still send it. The hard time limit is the longest a task runs, so the timeout must exceed it.
+    hard = task_time_limits(values["ALERTING_SMTP_TIMEOUT"]).hard
+    if hard >= visibility:
+        raise ConfigError(
+            "ALERTING_VISIBILITY_TIMEOUT",
+            f"must be greater than the task's hard time limit ({hard:g}s = 3 x ALERTING_SMTP_TIMEOUT + 15): "
+            "a task still running then would be delivered to a second worker and could be mailed twice",
+        )
+
+
+def _connections(values: Mapping[str, Any]) -> Connections:
+    broker_url: str = values["ALERTING_BROKER_URL"]
+    return Connections(
+        broker_url=broker_url,
+        state_url=values["ALERTING_STATE_URL"] or broker_url,  # checked: the broker is Redis when it is empty
+        queue=values["ALERTING_QUEUE"],
+        key_prefix=values["ALERTING_KEY_PREFIX"],
+        redis_ca_file=values["ALERTING_REDIS_CA_FILE"],
     )
-
-
-def _password(value: str, path: str) -> str | None:
-    if value and path:
-        raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", "set either ALERTING_SMTP_PASSWORD or ..._FILE, not both")
-    if path:
-        try:
-            secret = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", f"cannot read {path}: {exc.strerror}") from None
-        if not secret:
-            raise ConfigError("ALERTING_SMTP_PASSWORD_FILE", f"{path} is empty")
-        return secret
-    return value or None
-
-
-def _file(setting: str, path: str) -> str | None:
-    if not path:
-        return None
-    if not os.path.isfile(path):
-        raise ConfigError(setting, f"no such file: {path}")
-    return path
-
-
-def _address(setting: str, value: str) -> str:
-    if not _ADDRESS.fullmatch(value):
-        raise ConfigError(setting, f"not a plain email address: {value!r}")
-    return value
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _local_domain() -> str:
-    name = socket.getfqdn() or "localhost"
-    return name if "." in name else f"{name}.localdomain"

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from alerting.consumer.deadlines import TRANSACTION_TIMEOUTS, transaction_deadline
 from alerting.consumer.mime import Email
 from alerting.consumer.settings import SMTPSettings
 from alerting.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -29,18 +30,10 @@ from alerting.errors import DeliveryError, PermanentDeliveryError, TransientDeli
 log = logging.getLogger("alerting.smtp")
 
 
-#: A whole SMTP transaction may take this many per-operation timeouts (ALERTING_SMTP_TIMEOUT) at most.
-TRANSACTION_TIMEOUTS = 3.0
-
 Refused = dict[str, tuple[int, bytes]]
 
 
-def transaction_deadline(timeout: float) -> float:
-    """Seconds one send may take in all, from the per-operation timeout. The task's time limits sit above it."""
-    return timeout * TRANSACTION_TIMEOUTS
-
-
-def classify(exc: BaseException, server: str | None = None) -> DeliveryError:
+def classify(exc: BaseException, server: str | None = None) -> DeliveryError:  # noqa: C901 -- one flat table of exception kinds, read top to bottom; order matters (subclasses first)
     """Map an exception raised while sending to a transient or permanent :class:`DeliveryError`.
 
     ``server`` (``host:port``) is named in connection errors, so a log line or dead letter says which server.
@@ -117,7 +110,6 @@ class SMTPSender:
         self._conn: smtplib.SMTP | None = None
         self._lock = threading.Lock()
         self._watchdog = _Watchdog()
-        self.connections_opened = 0
 
     def send(self, msg: Email, to: Sequence[str] | None = None) -> Refused:
         """Send ``msg`` to ``to`` (default: the configured recipients). Returns the recipients the server refused
@@ -196,7 +188,6 @@ class SMTPSender:
             conn.close()
             raise
         self._conn = conn
-        self.connections_opened += 1
         return conn
 
     def _drop(self) -> None:

@@ -249,9 +249,6 @@ class AlertBuffer:
         with self._exclusive() as mine:
             return min((s.due for s in self._slots.values()), default=None) if mine else None
 
-    def has_ready(self) -> bool:
-        return bool(self._ready) or bool(self._handoff)
-
     def drop_report(self) -> dict[str, Any] | None:
         """Drops not yet reported in a message (for stats and for exit)."""
         with self._exclusive() as mine:

@@ -29,7 +29,14 @@ from alerting.producer.transport import (
     publisher_app,
     uses_redis_list,
 )
-from alerting.shared.config import parse_duration, parse_int, parse_level, parse_queue, resolve_broker_url
+from alerting.shared.config import (
+    DEFAULT_QUEUE,
+    parse_duration,
+    parse_int,
+    parse_level,
+    parse_queue,
+    resolve_broker_url,
+)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -53,7 +60,7 @@ class AlertHandler(logging.Handler):
         *,
         level: int | str = logging.CRITICAL,
         broker_url: str | None = None,
-        queue: str = "alerts",
+        queue: str = DEFAULT_QUEUE,
         capacity: int = 1000,
         spool_path: str | os.PathLike[str] | None = None,
         flush_timeout: float = 2.0,

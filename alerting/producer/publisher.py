@@ -4,25 +4,41 @@
 event. The thread (started lazily, one per handler, per process) redacts and size-caps each payload,
 publishes in batches, and on broker trouble backs off while alerts wait in the buffer, or in the SQLite
 spool when one is configured. After ``os.fork()`` the child gets a fresh, empty publisher of its own.
+
+State shared between threads, and who writes it:
+
+- ``state`` (:class:`State`), changed only by ``_enter()``: NEW -> RUNNING (thread started) -> CLOSING
+  (``close()`` called: drain, then stop) -> CLOSED (``close()`` gave up waiting or the thread ended; what is
+  left was spooled or reported). ``close()`` from NEW goes straight through CLOSING. A fork resets the child
+  to NEW. Logging threads read it (``submit`` after CLOSED counts the alert as lost).
+- ``_draining``: a ``flush()``/``close()`` asks the thread to publish repeat slots now instead of waiting
+  for their coalescing interval. Set by the caller, cleared by ``flush()`` unless closing.
+- ``_busy``: the thread holds entries taken from the buffer and not yet settled (``flush()`` waits for it).
+- ``_spool_dirty``: the spool file may hold alerts (a previous process's, or this one's) to replay.
+- ``_working`` / ``_held_for_fork``: a unit of work runs under ``_working``; a fork waits for it.
+
+Each unit of work returns a :class:`StepResult`; timed waits go through a :class:`Clock`, so that the thread's
+logic can be unit-tested with a fake transport and a fake clock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 from alerting.producer.buffer import AlertBuffer, DropCounter, Entry
 from alerting.producer.finalize import finalize
 from alerting.producer.redact import Redactor
 from alerting.producer.spool import Spool, SpoolUnavailable
 from alerting.producer.transport import PublishFailed, Transport
+from alerting.shared import forks
 from alerting.shared.backoff import backoff_delay
 
 log = logging.getLogger("alerting.publisher")
@@ -33,6 +49,54 @@ RECONNECT_BASE = 0.2  # seconds; doubled per failed attempt
 RECONNECT_MAX = 10.0
 
 _publishers: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+class State(Enum):
+    """Where a publisher is in its life; see the module's docstring for the transitions."""
+
+    NEW = "new"  # no thread yet (built, or reset in a forked child)
+    RUNNING = "running"  # the thread publishes
+    CLOSING = "closing"  # close() called: publish what is held, then stop
+    CLOSED = "closed"  # nothing will publish any more; later alerts are counted as lost
+
+
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.NEW: frozenset({State.RUNNING, State.CLOSING}),
+    State.RUNNING: frozenset({State.CLOSING}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+class StepResult(Enum):
+    """What one unit of the thread's work came to, and so what it does next."""
+
+    PUBLISHED = "published"  # something went out (or the spool was found empty): go on, after a short linger
+    FAILED = "failed"  # the broker is unreachable: back off
+    IDLE = "idle"  # nothing to do: wait for work (or stop, when closing)
+
+
+class Waitable(Protocol):
+    def wait(self, timeout: float | None) -> bool: ...
+
+    def is_set(self) -> bool: ...
+
+
+class Clock:
+    """Time and timed waits of the publisher: the real ones. Tests pass a fake that never sleeps."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def wait(self, waitable: Waitable, timeout: float | None) -> bool:
+        """Wait until ``waitable`` is set, at most ``timeout`` seconds (None: no limit); True when it was set."""
+        return waitable.wait(timeout)
+
+    def join(self, thread: threading.Thread, timeout: float) -> None:
+        thread.join(timeout)
 
 
 class Wakeup:
@@ -57,7 +121,7 @@ class Wakeup:
     def clear(self) -> None:
         self._lock.acquire(blocking=False)
 
-    def wait_and_clear(self, timeout: float | None) -> bool:
+    def wait(self, timeout: float | None) -> bool:
         """Wait until set (at most ``timeout`` seconds, None: no limit); True when it was set. Leaves it clear."""
         return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
@@ -71,7 +135,9 @@ class Publisher:
         coalesce_interval: float,
         redactor: Redactor,
         spool: Spool | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._transport_factory = transport_factory
         self._capacity = capacity
         self._coalesce_interval = coalesce_interval
@@ -84,7 +150,7 @@ class Publisher:
         _publishers.add(self)
 
     def _reset_runtime_state(self) -> None:
-        self.buffer = AlertBuffer(self._capacity, self._coalesce_interval)
+        self.buffer = AlertBuffer(self._capacity, self._coalesce_interval, clock=self._clock.now)
         self._wake = Wakeup()  # something to publish (or to schedule)
         self._interrupt = threading.Event()  # cut a backoff wait short: closing, or an explicit flush
         self._busy = False  # the thread holds entries taken from the buffer and not yet settled
@@ -96,17 +162,38 @@ class Publisher:
         self._transport: Transport | None = None
         self._inflight: list[Entry] = []
         self._draining = False  # publish repeat slots without waiting for their coalescing interval
-        self._closing = False
-        self._closed = False
+        self.state = State.NEW
+        self._state_lock = threading.RLock()
         self._spool_dirty = self.spool is not None  # a spool file may hold a previous process's alerts
         self._down_since: float | None = None
         self.thread_ident: int | None = None
+
+    def _enter(self, state: State) -> bool:
+        """The one place ``state`` changes (but for a fork's reset to NEW). Returns False, changing nothing, when
+        the life cycle does not allow it from the current state: e.g. a start() that lost the race with close(),
+        or a second close()."""
+        # Re-entrant: a signal handler that logs may get here (through start()) while its thread is in here.
+        with self._state_lock:
+            if state not in _TRANSITIONS[self.state]:
+                return False
+            self.state = state
+            return True
+
+    @property
+    def _closing(self) -> bool:
+        """close() has been called (the thread drains, then stops)."""
+        return self.state in (State.CLOSING, State.CLOSED)
+
+    @property
+    def _closed(self) -> bool:
+        """close() is over: nothing publishes any more."""
+        return self.state is State.CLOSED
 
     # -- called from the logging threads ---------------------------------------------------------------
     def submit(self, payload: dict[str, Any], fingerprint: str, levelno: int) -> None:
         """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds), and never waits
         at all when re-entered on the same thread."""
-        if self._closed:  # logged after close(): nothing will publish it, so say so rather than hold it silently
+        if self.state is State.CLOSED:  # logged after close(): nothing will publish it; say so, never hold it silently
             self.lost_total += 1
             log.error("celery-alerting lost an alert logged after its handler was closed (fingerprint %s)", fingerprint)
             return
@@ -121,19 +208,20 @@ class Publisher:
         # _start_lock is re-entrant and _starting marks the start in progress: a call nested in it on this thread
         # (a signal handler that logs while Thread.start() waits) returns at once; the outer call starts the thread.
         with self._start_lock:
-            if self._thread is None and not self._closed and not self._starting:
+            if self._thread is None and self.state is not State.CLOSED and not self._starting:
                 self._starting = True
                 try:
                     thread = threading.Thread(target=self._run, name="alerting-publisher", daemon=True)
                     thread.start()
                     self._thread = thread
                     self.thread_ident = thread.ident
+                    self._enter(State.RUNNING)  # unless closing already: a flush() in close() starts one too
                 finally:
                     self._starting = False
 
     def flush(self, timeout: float) -> bool:
         """Publish everything held now, repeat slots included; wait up to ``timeout``. True when all went out."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.now() + timeout
         if self._thread is None:
             if self._drained():
                 return True
@@ -143,9 +231,9 @@ class Publisher:
         try:
             while not self._drained():
                 self._wake.set()
-                if time.monotonic() >= deadline:
+                if self._clock.now() >= deadline:
                     return False
-                time.sleep(0.002)  # flush is rare (tests, exit, send-test); polling keeps the thread lock-free
+                self._clock.sleep(0.002)  # flush is rare (tests, exit, send-test); polling keeps the thread lock-free
             return True
         finally:
             if not self._closing:
@@ -156,14 +244,15 @@ class Publisher:
 
     def close(self, timeout: float) -> None:
         """Publish what is held within ``timeout``; spool (or report as lost) whatever could not go out."""
-        deadline = time.monotonic() + timeout
-        self._closing = self._draining = True
+        deadline = self._clock.now() + timeout
+        self._draining = True
+        self._enter(State.CLOSING)  # a second close() goes through the rest again, as it always has
         self._wake.set()
         self._interrupt.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(max(deadline - time.monotonic(), 0.0))
-        self._closed = True
+            self._clock.join(thread, max(deadline - self._clock.now(), 0.0))
+        self._enter(State.CLOSED)
         still_running = thread is not None and thread.is_alive()
         # An in-flight batch of a thread stuck on a hung broker is spooled too: the worker recognises a
         # payload id it has already mailed, so a late publish of the same batch cannot mail twice.
@@ -245,16 +334,16 @@ class Publisher:
                 self._busy = True
                 outcome = self._step()
                 self._busy = False
-            if outcome == "idle":
+            if outcome is StepResult.IDLE:
                 if self._closing:
                     break
                 self._wait_for_work()
-            elif outcome == "ok":
+            elif outcome is StepResult.PUBLISHED:
                 attempt = 0
                 # Under load, let the next batch gather for a moment: one round trip for many alerts holds the GIL
                 # far less than one each. An alert after a quiet spell is published at once. A flush or close
                 # cuts the wait short; clear the event so that it does not cut every later one.
-                if not self._draining and self._interrupt.wait(BATCH_LINGER):
+                if not self._draining and self._clock.wait(self._interrupt, BATCH_LINGER):
                     self._interrupt.clear()
             else:
                 if self._closed or (self._closing and self._spooling()):
@@ -264,27 +353,30 @@ class Publisher:
                 self._back_off(min(delay, 0.2) if self._closing else delay)
                 attempt += 1
 
-    def _step(self) -> str:
-        """Replay the spool (if it holds anything), then publish a batch: "ok", "failed", or "idle"."""
-        if self._spool_dirty and self.spool is not None and not self._replay_spool(self.spool):
-            return "failed"
+    def _step(self) -> StepResult:
+        """Replay the spool (if it holds anything), then publish a batch."""
+        if self._spool_dirty and self.spool is not None:
+            replayed = self._replay_spool(self.spool)
+            if replayed is StepResult.FAILED:
+                return replayed
         batch = self.buffer.take(BATCH_SIZE, everything=self._draining)
         if batch:
-            return "ok" if self._publish(batch) else "failed"
-        return "ok" if self._spool_dirty else "idle"
+            return self._publish(batch)
+        # The spool still holds rows (more than one batch): come straight back for them.
+        return StepResult.PUBLISHED if self._spool_dirty else StepResult.IDLE
 
     def _back_off(self, delay: float) -> None:
         """Wait before the next attempt; with a spool, alerts arriving meanwhile go straight to disk, so a
         process that dies during the outage loses nothing."""
-        end = time.monotonic() + delay
+        end = self._clock.now() + delay
         while not self._interrupt.is_set():
-            remaining = end - time.monotonic()
+            remaining = end - self._clock.now()
             if remaining <= 0:
                 break
             if not self._spooling():
-                self._interrupt.wait(remaining)
+                self._clock.wait(self._interrupt, remaining)
                 break
-            if self._wake.wait_and_clear(remaining):
+            if self._clock.wait(self._wake, remaining):
                 with self._working:
                     self._busy = True
                     self._save_or_report(self.buffer.take(1 << 30, everything=True), reason="broker unreachable")
@@ -293,9 +385,9 @@ class Publisher:
 
     def _wait_for_work(self) -> None:
         due = self.buffer.next_due()
-        self._wake.wait_and_clear(None if due is None else max(due - time.monotonic(), 0.0) + 0.001)
+        self._clock.wait(self._wake, None if due is None else max(due - self._clock.now(), 0.0) + 0.001)
 
-    def _publish(self, batch: list[Entry]) -> bool:
+    def _publish(self, batch: list[Entry]) -> StepResult:
         payloads = [self._finalize(entry) for entry in batch]
         self._inflight = batch
         try:
@@ -311,28 +403,29 @@ class Publisher:
                 else:
                     self.buffer.put_back(rest)
             self.published_total += published
-            return False
+            return StepResult.FAILED
         except Exception as exc:  # building the transport failed (bad URL, missing transport library)
             self._note_outage(exc)
             if not self._closed:
                 self.buffer.put_back(batch)
-            return False
+            return StepResult.FAILED
         finally:
             self._inflight = []
         self.published_total += published
         self._note_recovery()
-        return True
+        return StepResult.PUBLISHED
 
-    def _replay_spool(self, spool: Spool) -> bool:
+    def _replay_spool(self, spool: Spool) -> StepResult:
+        """Publish one batch of the spool's rows: PUBLISHED (IDLE when it held none), or FAILED."""
         try:
             rows = spool.claim(BATCH_SIZE)
-        except Exception as exc:
+        except Exception as exc:  # nothing more can be read from it: go on with the buffer
             log.warning("celery-alerting cannot read its spool %s: %s", spool.path, exc)
             self._spool_dirty = False
-            return True
+            return StepResult.IDLE
         if not rows:
             self._spool_dirty = False
-            return True
+            return StepResult.IDLE
         try:
             transport = self._transport or self._connect()
             transport.publish_many([row.payload for row in rows])
@@ -342,11 +435,11 @@ class Publisher:
             spool.release([r.row_id for r in rows[published:]])
             self.published_total += published
             self._note_outage(exc.cause if isinstance(exc, PublishFailed) else exc)
-            return False
+            return StepResult.FAILED
         spool.remove([r.row_id for r in rows])
         self.published_total += len(rows)
         self._note_recovery()
-        return True
+        return StepResult.PUBLISHED
 
     def _connect(self) -> Transport:
         self._transport = self._transport_factory()
@@ -416,7 +509,7 @@ class Publisher:
 
     def _note_outage(self, exc: BaseException) -> None:
         if self._down_since is None:
-            self._down_since = time.monotonic()
+            self._down_since = self._clock.now()
             spool = self.spool if self.spool is not None and self.spool.usable else None
             where = f"spooling to {spool.path}" if spool else f"holding up to {self._capacity} in memory"
             log.warning(
@@ -428,14 +521,13 @@ class Publisher:
 
     def _note_recovery(self) -> None:
         if self._down_since is not None:
-            log.warning("celery-alerting publishing again after %.1fs", time.monotonic() - self._down_since)
+            log.warning("celery-alerting publishing again after %.1fs", self._clock.now() - self._down_since)
             self._down_since = None
 
     def _after_fork_in_child(self) -> None:
-        # The parent's thread does not exist here and its buffer is the parent's to publish.
-        self._reset_runtime_state()
-        if self.spool is not None:
-            self.spool.after_fork_in_child()
+        # The parent's thread does not exist here and its buffer is the parent's to publish. A child of a closed
+        # publisher starts NEW too, as it always has: the handler object is the child's to use or close.
+        self._reset_runtime_state()  # the spool resets itself (alerting.producer.spool registers with forks)
 
 
 def _sample(counts: Mapping[str, int], shown: int = 10) -> str:
@@ -469,4 +561,4 @@ def _after_fork_in_child() -> None:
         publisher._after_fork_in_child()
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+forks.on_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)

@@ -25,10 +25,12 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from alerting.errors import AlertingError, ConfigError
+from alerting.shared import forks
 from alerting.shared.wire import Payload
 
 log = logging.getLogger("alerting.spool")
@@ -115,6 +117,7 @@ class Spool:
         # Why the spool cannot be written (None while it can), and when to try again.
         self.problem: str | None = None
         self._retry_at = 0.0
+        _spools.add(self)
 
     @property
     def usable(self) -> bool:
@@ -451,3 +454,15 @@ def parse_spool_path(setting: str, value: object) -> str | None:
     if path.strip() in ("", ":memory:") or path.startswith("file:"):
         raise ConfigError(setting, f"expected the name of a file that outlives the process, got {path!r}")
     return path
+
+
+# Every spool of this process abandons its parent's connection in a forked child (see Spool.after_fork_in_child).
+_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for spool in list(_spools):
+        spool.after_fork_in_child()
+
+
+forks.on_fork(after_in_child=_after_fork_in_child)

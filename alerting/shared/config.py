@@ -14,7 +14,10 @@ from urllib.parse import urlsplit
 from alerting.errors import ConfigError
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+#: The queue alerts travel on, unless configured: the handler's ``queue``, ALERTING_QUEUE, ``celery worker -Q``.
 DEFAULT_QUEUE = "alerts"
+#: Prefix of every Redis key the workers write (ALERTING_KEY_PREFIX), unless configured.
+DEFAULT_KEY_PREFIX = "alerting"
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp", "sentinel", "memory")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")

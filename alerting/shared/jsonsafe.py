@@ -161,7 +161,7 @@ class _Walk:
         self.chars -= len(out)
         return out
 
-    def convert(self, value: object, depth: int) -> JSONValue:
+    def convert(self, value: object, depth: int) -> JSONValue:  # noqa: C901 -- one walk step: every budget check (nodes, depth, items, recursion) in one place, so none is skipped
         self.nodes -= 1
         # Exact type checks first: subclasses of str/int may override __str__/__repr__ and are treated as objects.
         kind = type(value)

@@ -8,7 +8,7 @@ the URL keeps the broker and the state store in one setting each. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from alerting.errors import ConfigError
 
@@ -50,10 +50,6 @@ def parse_sentinel(setting: str, url: str) -> SentinelURL:
     if not master:
         raise ConfigError(setting, "a sentinel:// URL needs ?master_name=<name of the monitored master>")
     return SentinelURL(tuple(hosts), master, db, password)
-
-
-def without_query(url: str) -> str:
-    return ";".join(urlunsplit(urlsplit(p)._replace(query="")) for p in url.split(";"))
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,6 @@ _CERT_REQS = {
 _SSL_PARAMS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 
-def is_tls_url(url: str) -> bool:
-    return urlsplit(url).scheme in ("rediss", "amqps")
-
-
 def _url_cert_reqs(url: str) -> str | None:
     values = parse_qs(urlsplit(url).query).get("ssl_cert_reqs")
     return values[0] if values else None

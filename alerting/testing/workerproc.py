@@ -17,13 +17,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from alerting.shared.config import DEFAULT_QUEUE
+
 
 class WorkerProcess:
     def __init__(
         self,
         env: Mapping[str, str],
         *,
-        queue: str = "alerts",
+        queue: str = DEFAULT_QUEUE,
         concurrency: int = 1,
         pool: str = "prefork",
         app: str = "alerting.worker",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from alerting.shared.stores import StoreConfig
+from alerting.shared.stores.redis_store import RedisStore
+from alerting.shared.wire import TASK_NAME
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.conftest import failed
@@ -88,5 +92,40 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def _nothing_in_flight(client: redis.Redis, queue: str, prefix: str) -> bool:
+    # Tasks are acknowledged late: a message stays in kombu's "unacked" hash from the moment a worker takes it
+    # until its task has finished (a retry waiting for its countdown is held there too).
+    if client.llen(queue) or client.hlen("unacked"):
+        return False
+    status = RedisStore(client, StoreConfig(window=0, rate=None, lease=0, ttl=0, prefix=prefix)).status(now=time.time())
+    return status.owed_digests == 0 and status.outbox == 0 and status.folded == 0
+
+
+def wait_until_settled(client: redis.Redis, queue: str, prefix: str = "alerting", timeout: float = 15.0) -> None:
+    """Wait until the workers have handled everything published to ``queue`` and the state store owes no mail (no
+    digest or summary pending): from then on no further mail can come, so a test can assert the final count.
+
+    Seen on two polls in a row: between a worker's BRPOP and its recording the message as unacked (one round trip)
+    the message is in neither place."""
+    streak = 0
+
+    def twice_in_a_row() -> bool:
+        nonlocal streak
+        streak = streak + 1 if _nothing_in_flight(client, queue, prefix) else 0
+        return streak >= 2
+
+    wait_until(twice_in_a_row, timeout=timeout)
+
+
+_FINISHED = re.compile(rf"Task {re.escape(TASK_NAME)}\[[^\]]+\] succeeded in \S+: '(\w+)'")
+
+
+def task_outcomes(worker: WorkerProcess) -> list[str]:
+    """What each finished alert task returned (sent, suppressed, folded, duplicate, dead), from Celery's INFO line
+    in the worker's log: the event that proves a message was handled, on any broker."""
+    return _FINISHED.findall(worker.output())
+
+
 def dead_letters(client: redis.Redis, prefix: str = "alerting") -> list[str]:
-    return list(client.lrange(f"{prefix}:dead", 0, -1))
+    items = client.lrange(f"{prefix}:dead", 0, -1)
+    return [item.decode() if isinstance(item, bytes) else item for item in items]  # from either kind of client

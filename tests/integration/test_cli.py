@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from alerting import AlertHandler
+from alerting.consumer.settings import SETTINGS
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
 from tests.integration.conftest import dead_letters, wait_until
@@ -199,3 +200,14 @@ def test_worker_help_prints_the_help_without_any_configuration(tmp_path: Path) -
     assert "ALERTING_MAIL_TO" in result.stdout  # says how it is configured
     assert "--concurrency" in result.stdout  # and celery's own worker options
     assert "configuration error" not in result.stdout + result.stderr
+
+
+def test_worker_help_lists_every_setting_the_worker_reads_with_its_default(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ALERTING_")}
+    result = subprocess.run(
+        [str(ALERTING), "worker", "--help"], env=clean, cwd=tmp_path, capture_output=True, text=True,
+        timeout=30, check=True,
+    )  # fmt: skip
+
+    listed = dict(line.split(None, 1) for line in result.stdout.splitlines() if line.startswith("  ALERTING_"))
+    assert listed == {s.name: s.default or "-" for s in SETTINGS}

@@ -138,7 +138,9 @@ class AlertingWorkerContainer(CeleryWorkerContainer):
         return QUEUE
 
     @classmethod
-    def initial_env(cls, celery_worker_cluster_config: dict[str, Any], initial: dict[str, Any] | None = None) -> dict:
+    def initial_env(
+        cls, celery_worker_cluster_config: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         broker = celery_worker_cluster_config["celery_broker_cluster_config"]["urls"][0]  # on the Docker network
         return {
             "ALERTING_BROKER_URL": broker,

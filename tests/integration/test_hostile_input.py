@@ -178,7 +178,8 @@ def _connect() -> None:
     try:
         _load_config()
     except ValueError:
-        {}["db_url"]  # implicit chaining: an error while handling another
+        settings: dict[str, str] = {}
+        settings["db_url"]  # implicit chaining: an error while handling another
 
 
 def _start() -> None:

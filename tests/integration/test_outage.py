@@ -10,10 +10,13 @@ import logging
 import time
 from collections.abc import Callable
 
+import pytest
+import redis
+
 from alerting import AlertHandler
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import wait_until, wait_until_settled
 from tests.support.servers import HungServer, RedisServer, wait_for_port_free
 
 
@@ -29,6 +32,7 @@ def test_broker_stopped_the_app_does_not_notice_and_alerts_arrive_when_it_is_bac
     make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env = {"ALERTING_BROKER_URL": private_redis.url}
     start_worker(env)
@@ -40,8 +44,8 @@ def test_broker_stopped_the_app_does_not_notice_and_alerts_arrive_when_it_is_bac
     private_redis.stop()
     messages = [f"during the outage {i}" for i in range(20)]
     elapsed = _log_timed(log, messages)
-    time.sleep(1.0)  # the publisher fails and backs off meanwhile
-    assert handler.stats()["buffered"] == 20
+    wait_until(lambda: "cannot publish alerts" in caplog.text)  # the publisher tried, failed, and backs off
+    wait_until(lambda: handler.stats()["buffered"] == 20)  # the failed batch is put back (right after that line)
 
     private_redis.start()  # same port, empty: as a restarted Redis without persistence
     mails = mail_sink.wait_for(21, timeout=45)
@@ -54,6 +58,7 @@ def test_broker_hung_the_app_does_not_notice_and_alerts_arrive_when_redis_answer
     make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     hung = HungServer().start()
     log = logging.getLogger("test.outage.hung")
@@ -61,7 +66,8 @@ def test_broker_hung_the_app_does_not_notice_and_alerts_arrive_when_redis_answer
     messages = [f"while redis hangs {i}" for i in range(10)]
 
     elapsed = _log_timed(log, messages)
-    time.sleep(2.5)  # each publish attempt now waits ~1 s for an answer that never comes
+    # The first publish attempt waited for an answer that never came, and gave up.
+    wait_until(lambda: "cannot publish alerts" in caplog.text)
     assert handler.stats()["published"] == 0
     assert elapsed < 0.5, "logging must not wait for a hung broker"
 
@@ -75,6 +81,7 @@ def test_broker_hung_the_app_does_not_notice_and_alerts_arrive_when_redis_answer
 
 def test_overflow_drops_least_severe_then_oldest_and_the_next_alert_reports_the_drops(
     private_redis: RedisServer,
+    queue: str,
     make_handler: Callable[..., AlertHandler],
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
@@ -101,4 +108,5 @@ def test_overflow_drops_least_severe_then_oldest_and_the_next_alert_reports_the_
     reports = [m.text() for m in mails if "Dropped before this alert" in m.text()]
     assert len(reports) == 1
     assert "5 alerts did not fit the application's buffer" in reports[0]
-    assert len(mail_sink.settle(quiet=1.0)) == 5
+    wait_until_settled(redis.Redis.from_url(private_redis.url, decode_responses=True), queue)
+    assert len(mail_sink.received) == 5

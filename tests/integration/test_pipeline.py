@@ -18,7 +18,7 @@ import redis
 from alerting import AlertHandler
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
-from tests.integration.conftest import dead_letters, wait_until
+from tests.integration.conftest import dead_letters, wait_until, wait_until_settled
 
 
 def _charge(order: int) -> None:
@@ -26,7 +26,11 @@ def _charge(order: int) -> None:
 
 
 def test_alert_logged_through_dictconfig_arrives_with_traceback(
-    redis_url: str, queue: str, mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    redis_url: str,
+    redis_client: redis.Redis,
+    queue: str,
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
 ) -> None:
     start_worker()
     logging.config.dictConfig(
@@ -65,7 +69,9 @@ def test_alert_logged_through_dictconfig_arrives_with_traceback(
         assert "customer: c-17" in text
         assert "<pre" in mail.html()
         assert "no money for order 42" in mail.html()
-        time.sleep(0.5)
+        for handler in log.handlers:
+            handler.flush()  # whatever the handler took is published...
+        wait_until_settled(redis_client, queue)  # ...and handled by the worker
         assert len(mail_sink.received) == 1, "only the CRITICAL record becomes an alert"
     finally:
         for handler in list(log.handlers):
@@ -74,7 +80,11 @@ def test_alert_logged_through_dictconfig_arrives_with_traceback(
 
 
 def test_451_twice_is_retried_and_delivered_exactly_once(
-    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    queue: str,
 ) -> None:
     start_worker()
     mail_sink.fail_next("451 4.3.0 Mailbox busy, try again later", times=2)
@@ -85,7 +95,8 @@ def test_451_twice_is_retried_and_delivered_exactly_once(
 
     (mail,) = mail_sink.wait_for(1)
     assert "disk full on db-1" in mail.subject
-    assert len(mail_sink.settle(quiet=1.5)) == 1
+    wait_until_settled(redis_client, queue)  # no retry left waiting in the worker
+    assert len(mail_sink.received) == 1
     assert mail_sink.attempts == 3  # two refusals, then the one accepted copy
 
 
@@ -94,6 +105,7 @@ def test_550_is_dead_lettered_after_one_attempt(
     mail_sink: MailSink,
     start_worker: Callable[..., WorkerProcess],
     redis_client: redis.Redis,
+    queue: str,
 ) -> None:
     start_worker()
     mail_sink.reject_all("550 5.7.1 Relaying denied")
@@ -109,7 +121,7 @@ def test_550_is_dead_lettered_after_one_attempt(
     assert record["attempts"] == 1
     assert record["kind"] == "alert"
     assert record["payload"]["message"] == "payment provider down"
-    time.sleep(1.0)  # were it retried, the backoff (<= 0.5 s) would have produced another attempt by now
+    wait_until_settled(redis_client, queue)  # a retry would wait in the worker (unacked) for its countdown
     assert mail_sink.attempts == 1
     assert mail_sink.received == []
 

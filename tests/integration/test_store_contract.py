@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from alerting.shared import outbox
 from alerting.shared.config import Rate
 from alerting.shared.stores import Occurrence, OutboxItem, StateStore, StoreConfig
 from alerting.shared.stores.memory import MemoryStore
@@ -161,6 +162,41 @@ def test_rate_limit_folds_overflow_into_one_summary_sent_when_a_token_is_back(
     assert store.status(now=T0 + 31).folded == 0
 
 
+def test_a_summary_counts_folds_per_fingerprint_with_the_latest_subject_since_the_first_fold(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store(window=0.0, rate=Rate(1, 60.0))  # no windows: every admission needs a token
+    assert store.admit(occ("fp-a", subject="a #0"), now=T0) is Verdict.SEND
+    folded = [
+        store.admit(occ("fp-a", at=T0 + 1, subject="a #1"), now=T0 + 1),
+        store.admit(occ("fp-b", at=T0 + 2, subject="b #2"), now=T0 + 2),
+        store.admit(occ("fp-a", at=T0 + 3, subject="a #3"), now=T0 + 3),
+    ]
+    assert folded == [Verdict.FOLD] * 3
+    assert store.status(now=T0 + 3).folded == 2
+    (item,) = store.lease_outbox(now=T0 + 100)
+    assert item.value == outbox.Summary(
+        since=T0 + 1, entries=(outbox.SummaryEntry("fp-a", 2, "a #3"), outbox.SummaryEntry("fp-b", 1, "b #2"))
+    )
+
+
+def test_the_outbox_is_leased_summary_first_then_digests_oldest_first_one_token_each(
+    make_store: Callable[..., StateStore],
+) -> None:
+    store = make_store(rate=Rate(2, 60.0))  # one token every 30 s
+    for fp in ("fp-a", "fp-b"):
+        assert store.admit(occ(fp), now=T0) is Verdict.SEND
+        assert store.admit(occ(fp, at=T0 + 1), now=T0 + 1) is Verdict.SUPPRESS
+    assert store.admit(occ("fp-c", at=T0 + 3), now=T0 + 3) is Verdict.FOLD
+    assert store.roll_due(now=T0 + WINDOW, limit=1) == 1  # windows end by end time, then fingerprint: fp-a
+    assert store.roll_due(now=T0 + WINDOW + 5) == 1  # fp-b, ready 5 s later
+    # A new alert must leave the three tokens this waiting mail needs: the bucket holds two.
+    assert store.admit(occ("fp-d", at=T0 + 100), now=T0 + 100) is Verdict.FOLD
+    leased = store.lease_outbox(now=T0 + 100)
+    assert [i.item_id for i in leased] == ["summary:3", "digest:fp-a:1"]  # two tokens: the third item waits
+    assert [i.item_id for i in store.lease_outbox(now=T0 + 140)] == ["digest:fp-b:2"]
+
+
 def test_a_lease_that_is_not_completed_comes_back_and_a_completed_one_does_not(
     make_store: Callable[..., StateStore],
 ) -> None:
@@ -240,55 +276,135 @@ def test_concurrent_admissions_of_one_fingerprint_send_exactly_once(make_store: 
 
 
 # -- the two stores against each other on random histories -----------------------------------------------------
-_ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("admit"), st.sampled_from(["a", "b", "c"]), st.integers(1, 3), st.booleans()),
-        st.tuples(st.just("roll"), st.just(""), st.just(0), st.just(False)),
-        st.tuples(st.just("lease"), st.just(""), st.just(0), st.booleans()),
-    ),
-    max_size=40,
+# Every rule of alerting.shared.throttle that the Lua scripts restate is reached by some history here: admit
+# (windows, redeliveries keeping their verdict, duplicates of sent alerts), fold into the summary (count per
+# fingerprint, latest subject, first fold time), the tokens reserved for waiting mail, roll (order and limit),
+# lease order (summary first, then oldest ready, one token each, limit), leases running out, restored items,
+# claims (busy, re-claim by the holder, release, steal, sent) and redelivery counts. After every step both stores
+# must have answered alike and report the same status. ``pytest --hypothesis-show-statistics`` lists what the
+# histories reached.
+_index = st.integers(0, 7)  # picks one of the alert ids (or completed items) seen so far
+_admit = st.tuples(
+    st.just("admit"), st.sampled_from(["a", "b", "c", "d"]), st.integers(1, 3), st.one_of(st.none(), _index)
 )
+_throttle_op = st.one_of(
+    # Admissions three times as likely as any other step: a rate limit is reached by admissions close together.
+    *[_admit] * 3,
+    st.tuples(st.just("roll"), st.integers(1, 3)),
+    st.tuples(st.just("lease"), st.integers(0, 3), st.booleans()),
+    st.tuples(st.just("restore"), _index),
+    st.tuples(st.just("mark_sent"), _index),
+)
+_step = st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0, 8.0, 12.0, 45.0])
+_owner = st.sampled_from(["w1", "w2", "w3"])
+_claim_op = st.one_of(
+    st.tuples(st.just("claim"), _index, _owner, st.sampled_from(["", "w1", "w2"])),
+    st.tuples(st.just("release"), _index, _owner),
+    st.tuples(st.just("mark_sent"), _index),
+    st.tuples(st.just("count_start"), st.integers(0, 2)),
+)
+CLAIM_LEASE = 10_000.0  # Redis times claims on its own clock: longer than any history, so neither store expires one
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=_ops, steps=st.lists(st.sampled_from([0.5, 5.0, 20.0, 45.0]), min_size=40, max_size=40))
-def test_redis_and_memory_stores_agree_on_any_history(redis_url: str, ops: list[Any], steps: list[float]) -> None:
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    history=st.lists(st.tuples(_throttle_op, _step), min_size=30, max_size=60),
+    # Window 0 (throttling off) sends every admission to the rate limit: the same fingerprint folds again and again.
+    window=st.sampled_from([30.0, 0.0]),
+    rate=st.sampled_from([Rate(2, 30.0), Rate(3, 60.0), None]),
+)
+def test_redis_and_memory_stores_agree_on_any_history(
+    redis_url: str, history: list[tuple[Any, float]], window: float, rate: Rate | None
+) -> None:
+    event(f"window {window:g}, rate {rate}")
+    _agree(redis_url, config(window=window, rate=rate, lease=10.0), history)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=st.lists(st.tuples(st.one_of(_admit, _claim_op), _step), min_size=10, max_size=40))
+def test_redis_and_memory_stores_agree_on_claims_and_redelivery_counts(
+    redis_url: str, history: list[tuple[Any, float]]
+) -> None:
+    _agree(redis_url, config(), history)
+
+
+def _agree(redis_url: str, cfg: StoreConfig, history: list[tuple[Any, float]]) -> None:
     client = connect(redis_url)
     client.flushdb()
-    cfg = config(window=30.0, rate=Rate(3, 20.0), lease=10.0)
     stores: list[StateStore] = [MemoryStore(cfg), RedisStore(client, cfg)]
     now = T0
-    seen: list[str] = []
+    seen: list[str] = []  # alert ids admitted so far
+    done: list[OutboxItem] = []  # items leased and completed (by the memory store; Redis names them alike)
     try:
-        for (op, fp, count, flag), step in zip(ops, steps, strict=False):
+        for n, ((op, *args), step) in enumerate(history):
             now += step
-            results = []
-            for store in stores:
-                if op == "admit":
-                    redeliver = flag and seen
-                    alert_id = seen[-1] if redeliver else f"{fp}-{len(seen)}"
-                    o = Occurrence(alert_id, fp, count, now, now, json.dumps({"fp": fp, "t": now}), f"subject {fp}")
-                    results.append(store.admit(o, now=now).value)
-                elif op == "roll":
-                    results.append(store.roll_due(now=now))
-                else:
-                    items = store.lease_outbox(now=now)
-                    if flag:
-                        for item in items:
-                            store.complete(item.item_id)
-                    results.append(sorted((i.item_id, _normal(i.body)) for i in items))
-            if op == "admit" and not (flag and seen):
-                seen.append(f"{fp}-{len(seen)}")
-            assert results[0] == results[1], (op, fp, now)
-        assert stores[0].status(now=now) == stores[1].status(now=now)
+            results = [_apply(store, i, op, args, now=now, n=n, seen=seen, done=done) for i, store in enumerate(stores)]
+            _note(op, results[0])
+            if op == "admit" and args[2] is None:
+                seen.append(f"{args[0]}-{n}")
+            assert results[0] == results[1], (n, op, args, now)
+            assert stores[0].status(now=now) == stores[1].status(now=now), (n, op, args, now)
+        for alert_id in seen:
+            assert stores[0].decision(alert_id) == stores[1].decision(alert_id)
+            assert stores[0].is_sent(alert_id) == stores[1].is_sent(alert_id)
     finally:
         client.close()
 
 
-def _normal(body: dict[str, Any]) -> str:
-    if body.get("kind") == "summary":
-        body = {**body, "entries": sorted(body["entries"], key=lambda e: e["fingerprint"])}
-    return json.dumps(body, sort_keys=True)
+def _note(op: str, result: Any) -> None:
+    """Which rules a history reached (``pytest --hypothesis-show-statistics`` lists them)."""
+    if op == "admit":
+        event(f"admit: {result}")
+    elif op == "lease":
+        for _, value, _ in result:
+            if isinstance(value, outbox.Summary):
+                top = max(e.count for e in value.entries)
+                event(f"lease: summary of {len(value.entries)} fingerprint(s), max count {top}")
+        event(f"lease: {len(result)} item(s)")
+    elif op == "claim":
+        event(f"claim: {result[0]}")
+    elif op == "roll":
+        event(f"roll: {result} digest(s)")
+
+
+def _apply(
+    store: StateStore, which: int, op: str, args: list[Any], *, now: float, n: int, seen: list[str], done: list[Any]
+) -> object:
+    """One step of a history on one store; returns what a caller would see."""
+    pick = seen[args[0] % len(seen)] if seen and op in ("claim", "release", "mark_sent") else "none"
+    if op == "admit":
+        fp, count, redeliver = args
+        alert_id = seen[redeliver % len(seen)] if redeliver is not None and seen else f"{fp}-{n}"
+        sample = json.dumps({"fp": fp, "t": now, "n": n})
+        return store.admit(Occurrence(alert_id, fp, count, now, now, sample, f"subject {fp} #{n}"), now=now).value
+    if op == "roll":
+        return store.roll_due(now=now, limit=args[0])
+    if op == "lease":
+        limit, complete = args
+        items = store.lease_outbox(now=now, limit=limit)
+        for item in items if complete else []:
+            store.complete(item.item_id)
+            if which == 0:
+                done.append(item)
+        # In lease order (a rule), typed and in the JSON form: Lua must write what outbox.from_dict reads.
+        return [(i.item_id, i.value, json.dumps(i.body, sort_keys=True)) for i in items]
+    if op == "restore":
+        if not done:
+            return None
+        item = done[args[0] % len(done)]
+        back = store.load_item(item.item_id)
+        store.restore_item(back or item, now=now)  # as `alerting dead-letters replay` puts an item back
+        return back is None
+    if op == "claim":
+        claim = store.claim(pick, args[1], lease=CLAIM_LEASE, now=now, steal=args[2])
+        return claim.status, claim.holder
+    if op == "release":
+        store.release(pick, args[1])
+        return None
+    if op == "mark_sent":
+        store.mark_sent(pick)
+        return store.is_sent(pick)
+    return store.count_start(f"task-{args[0]}")
 
 
 def test_a_claim_is_held_by_one_owner_until_released_sent_or_taken_over_from_a_dead_holder(
@@ -301,6 +417,7 @@ def test_a_claim_is_held_by_one_owner_until_released_sent_or_taken_over_from_a_d
     assert busy.status == "busy"
     assert busy.holder == "host/ns/1/a"
     assert 0 < busy.expires_in <= 30.0
+    assert store.claim("id-1", "host/ns/1/a", lease=30.0, now=T0 + 1).status == "claimed"  # the holder, again
     store.release("id-1", "host/ns/2/b")  # not the holder: no effect
     assert store.claim("id-1", "host/ns/2/b", lease=30.0, now=T0 + 1).status == "busy"
     store.release("id-1", "host/ns/1/a")

@@ -29,8 +29,8 @@ def test_redis_transport_writes_the_message_celery_writes(
     finally:
         celery.close()
         ours.close()
-    theirs = json.loads(redis_client.lpop(f"{queue}-celery"))
-    mine = json.loads(redis_client.lpop(f"{queue}-ours"))
+    theirs = json.loads(str(redis_client.lpop(f"{queue}-celery")))
+    mine = json.loads(str(redis_client.lpop(f"{queue}-ours")))
 
     assert mine.keys() == theirs.keys()
     assert mine["headers"].keys() == theirs["headers"].keys()
@@ -55,7 +55,7 @@ def test_a_batch_lands_in_order_in_one_round_trip(redis_url: str, redis_client: 
     finally:
         transport.close()
     assert int(redis_client.info("commandstats")["cmdstat_lpush"]["calls"]) == 1
-    consumed = [json.loads(redis_client.rpop(queue)) for _ in range(50)]  # the worker's BRPOP end
+    consumed = [json.loads(str(redis_client.rpop(queue))) for _ in range(50)]  # the worker's BRPOP end
     bodies = [json.loads(base64.b64decode(m["body"]))[0][0]["message"] for m in consumed]
     assert bodies == [f"problem {i}" for i in range(50)]
 

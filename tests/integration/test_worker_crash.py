@@ -8,17 +8,23 @@ import signal
 import time
 from collections.abc import Callable
 
+import redis
+
 from alerting import AlertHandler
 from alerting.producer.redact import Redactor
 from alerting.producer.transport import CeleryTransport, publisher_app
 from alerting.testing.mailsink import MailSink
 from alerting.testing.workerproc import WorkerProcess
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import wait_until, wait_until_settled
 from tests.unit.factories import build_payload, make_record
 
 
 def test_a_pool_process_killed_while_sending_still_delivers_the_alert_once(
-    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    queue: str,
 ) -> None:
     mail_sink.delay = 1.5  # a slow server: the send is in progress long enough to be killed
     worker = start_worker()
@@ -33,13 +39,21 @@ def test_a_pool_process_killed_while_sending_still_delivers_the_alert_once(
     (mail,) = mail_sink.wait_for(1, timeout=20)
     assert "raid array degraded" in mail.subject
     assert mail_sink.aborted == 1  # the first attempt never completed...
-    assert len(mail_sink.settle(quiet=2.0)) == 1  # ...and the alert arrived exactly once
+    wait_until_settled(redis_client, queue)
+    assert len(mail_sink.received) == 1  # ...and the alert arrived exactly once
 
 
 def test_a_whole_worker_killed_while_sending_is_redelivered_after_the_visibility_timeout(
-    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    queue: str,
 ) -> None:
-    env = {"ALERTING_VISIBILITY_TIMEOUT": "4", "ALERTING_SMTP_TIMEOUT": "1.5"}
+    # The shortest visibility timeout the worker accepts with this SMTP timeout: above the task's hard time limit
+    # (3 x 1.2 + 15 s), or a task still running would be handed to a second worker.
+    visibility = 19.0
+    env = {"ALERTING_VISIBILITY_TIMEOUT": f"{visibility:g}", "ALERTING_SMTP_TIMEOUT": "1.2"}
     mail_sink.delay = 1.0
     first = start_worker(env)
     log = logging.getLogger("test.crash.worker")
@@ -51,14 +65,19 @@ def test_a_whole_worker_killed_while_sending_is_redelivered_after_the_visibility
     killed_at = time.time()
     start_worker(env)
 
-    (mail,) = mail_sink.wait_for(1, timeout=30)
+    (mail,) = mail_sink.wait_for(1, timeout=visibility + 20)
     assert "primary database unreachable" in mail.subject
-    assert mail.at - killed_at >= 4 - 1.0  # it came back by the visibility timeout, not at once (1 s: sweep jitter)
-    assert len(mail_sink.settle(quiet=2.0)) == 1
+    assert mail.at - killed_at >= visibility - 1.0  # it came back by the visibility timeout, not at once (1 s: jitter)
+    wait_until_settled(redis_client, queue)
+    assert len(mail_sink.received) == 1
 
 
 def test_a_redelivered_alert_that_was_already_mailed_is_not_mailed_again_nor_counted_as_a_repeat(
-    redis_url: str, queue: str, mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    redis_url: str,
+    redis_client: redis.Redis,
+    queue: str,
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
 ) -> None:
     start_worker({"ALERTING_THROTTLE_WINDOW": "1.5"})
     payload = build_payload(make_record("nightly export failed", ()))
@@ -69,8 +88,9 @@ def test_a_redelivered_alert_that_was_already_mailed_is_not_mailed_again_nor_cou
         transport.publish_many([payload, payload])  # the same alert again: what a redelivery looks like
     finally:
         transport.close()
-    time.sleep(1.5 + 1.0)  # past the throttle window and a poll: a miscounted repeat would produce a digest
-    mails = mail_sink.settle(quiet=1.0)
+    # A miscounted repeat would leave a digest owed until the window ends, and then mail it: settled means neither.
+    wait_until_settled(redis_client, queue)
+    mails = mail_sink.received
     assert len(mails) == 1
     assert mails[0].message["X-Alerting-Id"] == payload["id"]
     assert "nightly export failed" in mails[0].subject

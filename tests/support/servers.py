@@ -171,7 +171,7 @@ class SentinelServer:
         deadline = time.monotonic() + 10
         while True:
             with contextlib.suppress(redis.RedisError):
-                if client.execute_command("SENTINEL", "get-master-addr-by-name", self.name):
+                if client.execute_command("SENTINEL", "get-master-addr-by-name", self.name):  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                     return self
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("redis sentinel did not start")

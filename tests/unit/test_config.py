@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from alerting import AlertHandler
@@ -184,3 +186,21 @@ def test_parse_url_refuses_a_port_that_is_not_a_port_without_repeating_the_passw
         parse_url("ALERTING_BROKER_URL", "redis://:hunter2@localhost:99999/0", ("redis",))
     assert "hunter2" not in str(info.value)
     assert "***" in str(info.value)
+
+
+# -- one default queue and one key prefix ------------------------------------------------------------------------
+def test_the_handler_the_worker_settings_and_the_store_share_one_default_queue_and_key_prefix() -> None:
+    from alerting.consumer.settings import BY_NAME, load
+    from alerting.shared.config import DEFAULT_KEY_PREFIX, DEFAULT_QUEUE
+    from alerting.shared.stores import StoreConfig
+    from alerting.testing.workerproc import WorkerProcess
+
+    settings = load({"ALERTING_MAIL_TO": "ops@example.com", "ALERTING_MAIL_FROM": "a@example.com"})
+    handler = AlertHandler(broker_url=DEFAULT_BROKER_URL)
+    try:
+        assert handler.queue == settings.queue == BY_NAME["ALERTING_QUEUE"].default == DEFAULT_QUEUE == "alerts"
+    finally:
+        handler.close()
+    assert inspect.signature(WorkerProcess).parameters["queue"].default == DEFAULT_QUEUE
+    prefix = StoreConfig(window=0, rate=None, lease=1, ttl=60).prefix
+    assert prefix == settings.key_prefix == BY_NAME["ALERTING_KEY_PREFIX"].default == DEFAULT_KEY_PREFIX == "alerting"

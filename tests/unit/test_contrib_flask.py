@@ -116,7 +116,8 @@ def test_one_extension_serves_several_apps_each_with_its_own_handler(apps: Calla
     ],
 )
 def test_a_bad_config_value_fails_init_app_naming_the_key(key: str, value: object) -> None:
-    app = make_app(**{"ALERTING_BROKER_URL": NOWHERE, key: value})
+    config: dict[str, Any] = {"ALERTING_BROKER_URL": NOWHERE, key: value}
+    app = make_app(**config)
     with pytest.raises(ConfigError) as caught:
         Alerting(app)
     assert caught.value.setting == key

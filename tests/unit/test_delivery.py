@@ -3,19 +3,21 @@ message ends sent, suppressed, retried with growing backoff, or visible in the d
 
 from __future__ import annotations
 
+import json
 import smtplib
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
-from alerting.consumer.delivery import Deliverer, Outcome, RetryPolicy
+from alerting.consumer.delivery import Deliverer, ErrorKind, Kind, Outcome, RetryPolicy, Status
 from alerting.consumer.mime import Email
 from alerting.consumer.render import MailConfig
 from alerting.consumer.smtp import classify
 from alerting.errors import StoreError
 from alerting.shared.config import Rate
-from alerting.shared.stores import StoreConfig
+from alerting.shared.stores import OutboxItem, StoreConfig
 from alerting.shared.stores.memory import MemoryStore
 from alerting.testing import received
 from tests.unit.factories import FakeClock, make_payload
@@ -32,7 +34,7 @@ class RecordingSender:
         self.attempts = 0
         self.sent: list[EmailMessage] = []
 
-    def send(self, msg: Email) -> None:
+    def send(self, msg: Email, to: Sequence[str] | None = None) -> None:  # never refuses a recipient: returns None
         self.attempts += 1
         if self.failures:
             # As SMTPSender does: smtplib's exceptions reach the deliverer already classified.
@@ -456,3 +458,47 @@ def test_a_message_whose_process_is_killed_under_it_again_and_again_ends_in_the_
 def test_a_redelivered_message_is_still_sent_the_first_few_times() -> None:
     s = Setup(RecordingSender())
     assert s.deliverer.guarded("alert", payload(), attempt=0, redelivered="task-2:0").status == "sent"
+
+
+# -- statuses and kinds are enums that read as the strings they replaced ---------------------------------------
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def received(self) -> None: ...
+
+    def outcome(self, status: str, kind: str) -> None:
+        self.lines.append(f"{status} {kind}")  # as a log line or a metric label would show them
+
+    def retried(self, kind: str) -> None:
+        self.lines.append(f"retried {kind}")
+
+    def latency(self, seconds: float) -> None: ...
+
+
+def test_statuses_and_kinds_read_as_plain_strings_in_dead_letters_logs_and_metric_labels() -> None:
+    s = Setup(RecordingSender(), max_retries=0)
+    events = RecordingEvents()
+    s.deliverer.events = events
+    outcome = s.deliver({"v": 1, "id": "broken"})  # not a valid payload: dead-lettered at once
+    assert outcome.status is Status.DEAD
+    logged = "%s" % outcome.status  # noqa: UP031 -- as logging formats it
+    assert (str(outcome.status), f"{outcome.status}", logged) == ("dead", "dead", "dead")
+    assert events.lines == ["dead invalid"]
+    (letter,) = s.dead()
+    # The record as the Redis store keeps it (JSON, sorted keys) is what it was with plain strings.
+    assert '"error": "invalid"' in json.dumps(letter, sort_keys=True)
+    assert json.dumps({"error": ErrorKind.TOO_LARGE, "kind": Kind.DIGEST}) == '{"error": "too-large", "kind": "digest"}'
+
+
+def test_an_outbox_item_that_is_not_a_digest_or_summary_ends_in_the_dead_letters_not_in_a_loop() -> None:
+    s = Setup(RecordingSender())
+    s.store.restore_item(OutboxItem("digest:odd:1", {"kind": "newsletter"}), now=s.clock.now)
+    outcome = s.deliverer.send_item("digest:odd:1", attempt=0)
+    assert outcome.status == "dead"
+    (letter,) = s.dead()
+    assert letter["kind"] == "newsletter"
+    assert "unknown outbox item kind 'newsletter'" in letter["reason"]
+    assert letter["payload"] == {"kind": "newsletter"}  # kept as it was, for a person to look at
+    assert s.store.lease_outbox(now=s.clock.now + 1_000) == []  # completed: not leased again
+    assert s.sender.sent == []

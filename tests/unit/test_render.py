@@ -23,6 +23,7 @@ from alerting.consumer.render import (
     render_summary,
 )
 from alerting.consumer.schema import Alert, parse
+from alerting.shared.outbox import Digest, Summary, SummaryEntry, summary_of
 from tests.unit.factories import make_payload
 
 MAIL = MailConfig(mail_from="alerts@example.com", mail_to=("ops@example.com", "oncall@example.com"))
@@ -31,6 +32,14 @@ INJECTION = "boom\r\nBcc: evil@x.example\r\n\r\nfake body"
 
 def alert(**overrides: Any) -> Alert:
     return parse(make_payload(**overrides))
+
+
+def digest(*, count: int, first: float, last: float, window_start: float, window_end: float) -> Digest:
+    return Digest("fp", 1, count, first, last, "{}", window_start, window_end)
+
+
+def summary(since: float | None, entries: list[dict[str, Any]]) -> Summary:
+    return summary_of((SummaryEntry(**e) for e in entries), since)
 
 
 def serialized(msg: Email) -> bytes:
@@ -238,13 +247,13 @@ def test_alert_reports_what_the_buffer_dropped_before_it() -> None:
 # -- digests and summaries ---------------------------------------------------------------------------------
 def test_digest_shows_the_count_and_the_first_and_last_times() -> None:
     sample = alert(message="card declined", created=1_700_000_290.0)
-    body = {
-        "count": 41,
-        "first": 1_700_000_010.5,
-        "last": 1_700_000_290.0,
-        "window_start": 1_700_000_000.0,
-        "window_end": 1_700_000_300.0,
-    }
+    body = digest(
+        count=41,
+        first=1_700_000_010.5,
+        last=1_700_000_290.0,
+        window_start=1_700_000_000.0,
+        window_end=1_700_000_300.0,
+    )
     msg = render_digest(body, sample, MAIL)
     subject = reparsed(msg)["Subject"]
     text = text_body(msg)
@@ -256,13 +265,13 @@ def test_digest_shows_the_count_and_the_first_and_last_times() -> None:
 
 
 def test_digest_of_one_repeat_says_occurrence_in_the_singular() -> None:
-    body = {"count": 1, "first": 10.0, "last": 10.0, "window_start": 0.0, "window_end": 60.0}
+    body = digest(count=1, first=10.0, last=10.0, window_start=0.0, window_end=60.0)
     text = text_body(render_digest(body, alert(), MAIL))
     assert "1 more occurrence of this alert" in text
 
 
 def test_digest_subject_of_a_hostile_sample_has_no_line_breaks() -> None:
-    body = {"count": 3, "first": 1.0, "last": 2.0, "window_start": 0.0, "window_end": 60.0}
+    body = digest(count=3, first=1.0, last=2.0, window_start=0.0, window_end=60.0)
     msg = render_digest(body, alert(message=INJECTION), MAIL)
     assert not any(line.lower().startswith(b"bcc:") for line in header_block(serialized(msg)))
 
@@ -273,7 +282,7 @@ def test_summary_lists_every_held_back_alert_with_its_count() -> None:
         {"fingerprint": "b", "count": 12, "subject": "[ERROR] app.db: connection lost"},
         {"fingerprint": "c", "count": 1, "subject": "[CRITICAL] app.mail: queue full\r\nBcc: evil@x"},
     ]
-    msg = render_summary({"since": 1_700_000_000.0, "entries": entries}, MAIL, "30/m")
+    msg = render_summary(summary(1_700_000_000.0, entries), MAIL, "30/m")
     text = text_body(msg)
     subject = reparsed(msg)["Subject"]
     assert "16 alerts" in subject

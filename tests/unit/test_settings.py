@@ -302,3 +302,30 @@ def test_visibility_timeout_of_a_day_is_the_most_accepted() -> None:
     assert load(env(ALERTING_VISIBILITY_TIMEOUT="86400")).visibility_timeout == 86400.0
     with pytest.raises(ConfigError, match=r"^ALERTING_VISIBILITY_TIMEOUT: "):
         load(env(ALERTING_VISIBILITY_TIMEOUT="86401"))
+
+
+# -- the visibility timeout against the task's hard time limit ---------------------------------------------------
+# A task still running when the visibility timeout passes is handed to a second worker, which may mail it again.
+# The hard time limit (3 x ALERTING_SMTP_TIMEOUT + 15 s) is the longest a task runs: the timeout must exceed it.
+@pytest.mark.parametrize(("smtp_timeout", "hard"), [("10", 45.0), ("0.1", 15.3), ("600", 1815.0)])
+def test_a_visibility_timeout_not_above_the_tasks_hard_time_limit_is_refused(smtp_timeout: str, hard: float) -> None:
+    for visibility in (hard, hard - 0.1):
+        with pytest.raises(ConfigError) as info:
+            load(env(ALERTING_SMTP_TIMEOUT=smtp_timeout, ALERTING_VISIBILITY_TIMEOUT=f"{visibility:g}",
+                     ALERTING_RETRY_BACKOFF_MAX="2"))  # fmt: skip
+        assert info.value.setting == "ALERTING_VISIBILITY_TIMEOUT"
+        assert f"hard time limit ({hard:g}s" in str(info.value)
+    accepted = load(env(ALERTING_SMTP_TIMEOUT=smtp_timeout, ALERTING_VISIBILITY_TIMEOUT=f"{hard + 0.1:g}",
+                        ALERTING_RETRY_BACKOFF_MAX="2"))  # fmt: skip
+    assert accepted.visibility_timeout == pytest.approx(hard + 0.1)
+
+
+def test_the_settings_check_and_the_celery_config_use_one_hard_time_limit() -> None:
+    from alerting.consumer.celery_config import time_limits, worker_config
+
+    s = load(env(ALERTING_SMTP_TIMEOUT="7", ALERTING_VISIBILITY_TIMEOUT="36.5", ALERTING_RETRY_BACKOFF_MAX="2"))
+    limits = time_limits(s)
+    assert limits.hard == 7 * 3 + 15 == worker_config(s)["task_time_limit"]
+    assert limits.hard < s.visibility_timeout == worker_config(s)["broker_transport_options"]["visibility_timeout"]
+    with pytest.raises(ConfigError, match=r"^ALERTING_VISIBILITY_TIMEOUT: .*hard time limit \(36s"):
+        load(env(ALERTING_SMTP_TIMEOUT="7", ALERTING_VISIBILITY_TIMEOUT="36", ALERTING_RETRY_BACKOFF_MAX="2"))

@@ -1,20 +1,25 @@
-"""The worker's settings are documented where users look, with the defaults the code uses: the table in
-README.md ("Settings" -> "The worker"), worker/.env.example, and alerting.consumer.settings.DEFAULTS cannot drift apart.
+"""The worker's settings are declared once, in alerting.consumer.settings.SETTINGS, and documented where users look
+with what the code does: worker/.env.example is generated from the registry, and the table in README.md
+("Settings" -> "The worker") names every variable with the registry's default and range.
 
-(They did: the code treats an empty ALERTING_SMTP_TLS_VERIFY as the default, true; both documents said false.)
+(They drifted once: the code treats an empty ALERTING_SMTP_TLS_VERIFY as the default, true; both documents said false.)
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from alerting.consumer.settings import DEFAULTS, load
+from alerting.consumer.settings import BY_NAME, DAY, PORTS, SETTINGS, Setting, load
+from alerting.consumer.settings_docs import DEVELOPMENT, env_example
 
 ROOT = Path(__file__).resolve().parents[2]
+NAMES = sorted(BY_NAME)
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -39,11 +44,12 @@ class RecordingEnv(Mapping[str, str]):
         return len(self._values)
 
 
-def readme_table() -> dict[str, str]:
-    """variable -> default cell, from the worker table of README.md; "`A` / `_B`" rows give one entry each."""
+def readme_rows() -> dict[str, tuple[str, str]]:
+    """variable -> (default cell, description cell), from the worker table of README.md; "`A` / `_B`" rows give
+    one entry each."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("### The worker (environment variables)", 1)[1].split("\n#", 1)[0]
-    table: dict[str, str] = {}
+    table: dict[str, tuple[str, str]] = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 3 or not cells[0].startswith("`ALERTING_"):
@@ -54,7 +60,7 @@ def readme_table() -> dict[str, str]:
         defaults = [d.strip() for d in cells[1].split(" / ")] if len(full) > 1 else [cells[1]]
         if len(defaults) != len(full):
             defaults = [cells[1]] * len(full)
-        table.update(zip(full, defaults, strict=True))
+        table.update((name, (default, cells[2])) for name, default in zip(full, defaults, strict=True))
     return table
 
 
@@ -64,60 +70,119 @@ def _expand(base: str, short: str) -> str:
     if not short.startswith("_"):
         return short
     sibling = re.sub(r"_[A-Z]+$", "", base) + short
-    return sibling if sibling in DEFAULTS or base + short not in DEFAULTS else base + short
+    return sibling if sibling in BY_NAME or base + short not in BY_NAME else base + short
 
 
-def env_example() -> dict[str, tuple[str, str]]:
-    """variable -> (value, the comment above it), from worker/.env.example."""
-    entries: dict[str, tuple[str, str]] = {}
-    comment: list[str] = []
-    for line in (ROOT / "worker" / ".env.example").read_text(encoding="utf-8").splitlines():
-        if line.startswith("#"):
-            comment.append(line.lstrip("# "))
-        elif "=" in line:
-            name, value = line.split("=", 1)
-            entries[name.strip()] = (value.strip(), " ".join(comment))
-            comment = []
-        else:
-            comment = []
-    return entries
+def committed_env_example() -> str:
+    return (ROOT / "worker" / ".env.example").read_text(encoding="utf-8")
 
 
-def test_the_code_lists_every_variable_it_reads() -> None:
+def env_values() -> dict[str, str]:
+    lines = committed_env_example().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def help_of(setting: Setting) -> str:
+    """The entry's help, or that of the entry above it that it shares ("" = covered by the one above)."""
+    index = SETTINGS.index(setting)
+    while not SETTINGS[index].help:
+        index -= 1
+    return SETTINGS[index].help
+
+
+def number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def mentions(text: str, value: float) -> bool:
+    """``text`` gives ``value`` as a number (86400, 0.05) or in days (7 days, 1 day)."""
+    spellings = [number(value)]
+    if value >= DAY and value % DAY == 0:
+        spellings.append(f"{int(value // DAY)} day")
+    return any(re.search(rf"(?<![\d.]){re.escape(s)}(?!\.?\d)", text) for s in spellings)
+
+
+def test_the_code_reads_every_variable_of_the_registry_and_no_other() -> None:
     environment = RecordingEnv({"ALERTING_MAIL_TO": "ops@example.com", "ALERTING_MAIL_FROM": "a@example.com"})
     load(environment)
-    assert environment.read == set(DEFAULTS)
+    assert environment.read == set(BY_NAME)
+    assert len(BY_NAME) == len(SETTINGS)  # no variable declared twice
 
 
-@pytest.mark.parametrize("variable", sorted(DEFAULTS))
+def test_the_committed_env_example_is_the_one_generated_from_the_registry() -> None:
+    assert committed_env_example() == env_example(), (
+        "worker/.env.example is out of date: python -m alerting.consumer.settings_docs --env-example "
+        "> worker/.env.example"
+    )
+
+
+def test_the_generator_runs_as_documented() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "alerting.consumer.settings_docs", "--env-example"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert result.stdout == committed_env_example()
+
+
+@pytest.mark.parametrize("variable", NAMES)
+def test_the_env_example_sets_each_default_except_the_values_marked_for_development(variable: str) -> None:
+    setting, values = BY_NAME[variable], env_values()
+    expected = DEVELOPMENT[variable][0] if variable in DEVELOPMENT else setting.default
+    assert values[variable] == ("" if setting.secret else expected)
+
+
+def test_secrets_are_never_given_a_value_in_the_example() -> None:
+    secrets = [s.name for s in SETTINGS if s.secret]
+    assert secrets == ["ALERTING_SMTP_PASSWORD", "ALERTING_SMTP_PASSWORD_FILE"]
+    assert all(env_values()[name] == "" and not BY_NAME[name].default for name in secrets)
+
+
+@pytest.mark.parametrize("variable", NAMES)
 def test_every_variable_is_in_the_readme_table_with_the_codes_default(variable: str) -> None:
-    table = readme_table()
+    table = readme_rows()
     assert variable in table, f"{variable} is missing from README.md's worker settings table"
-    default = DEFAULTS[variable]
+    default = BY_NAME[variable].default
     if default:
-        assert f"`{default}`" in table[variable], f"README.md says {table[variable]!r}; the code uses {default!r}"
+        assert f"`{default}`" in table[variable][0], f"README.md says {table[variable][0]!r}; the code: {default!r}"
 
 
-@pytest.mark.parametrize("variable", sorted(DEFAULTS))
-def test_every_variable_is_in_the_env_example_with_the_codes_default(variable: str) -> None:
-    entries = env_example()
-    assert variable in entries, f"{variable} is missing from worker/.env.example"
-    value, comment = entries[variable]
-    if "development" not in comment:  # the file marks the values it sets for development
-        assert value == DEFAULTS[variable], (
-            f"worker/.env.example sets {value!r}; the code's default is {DEFAULTS[variable]!r}"
-        )
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.range not in (None, PORTS)], ids=lambda s: s.name)
+def test_the_readme_and_the_env_example_state_the_range_the_code_enforces(setting: Setting) -> None:
+    assert setting.range is not None
+    _, description = readme_rows()[setting.name]
+    for text in (description, help_of(setting)):
+        assert mentions(text, setting.range.maximum), f"{setting.range.maximum:g} not stated in {text!r}"
+        if setting.range.minimum > 0:
+            assert mentions(text, setting.range.minimum), f"{setting.range.minimum:g} not stated in {text!r}"
+
+
+@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.range is not None], ids=lambda s: s.name)
+def test_each_range_is_enforced_at_its_bounds(setting: Setting) -> None:
+    assert setting.range is not None
+    low, high = setting.range.minimum, setting.range.maximum
+    if setting.name == "ALERTING_SUBJECT_PREFIX":
+        assert setting.parse(setting, "x" * int(high)) == "x" * int(high)
+        with pytest.raises(ValueError, match=setting.name):
+            setting.parse(setting, "x" * (int(high) + 1))
+        return
+    setting.parse(setting, number(high))
+    with pytest.raises(ValueError, match=setting.name):
+        setting.parse(setting, number(high + 1))
+    if setting.range.allow_zero:
+        setting.parse(setting, number(low))
+    with pytest.raises(ValueError, match=setting.name):
+        setting.parse(setting, number(low - 1 if low >= 1 else -1))
 
 
 def test_the_documents_list_no_variable_the_code_does_not_read() -> None:
-    assert set(readme_table()) - set(DEFAULTS) == set()
-    assert set(env_example()) - set(DEFAULTS) == set()
+    assert set(readme_rows()) - set(BY_NAME) == set()
+    assert set(env_values()) - set(BY_NAME) == set()
 
 
 def test_an_empty_tls_verify_means_the_default_in_the_code_and_in_the_docs() -> None:
     assert load({"ALERTING_MAIL_TO": "o@example.com", "ALERTING_MAIL_FROM": "a@example.com",
                  "ALERTING_SMTP_TLS_VERIFY": ""}).smtp.verify is True  # fmt: skip
-    _, comment = env_example()["ALERTING_SMTP_TLS_VERIFY"]
+    help_text = BY_NAME["ALERTING_SMTP_TLS_VERIFY"].help
     worker_readme = (ROOT / "worker" / "README.md").read_text(encoding="utf-8")
-    for text in (comment, worker_readme):
+    for text in (help_text, committed_env_example(), worker_readme):
         assert not re.search(r"empty[^.]*(means|counts as) false", text, re.IGNORECASE), text

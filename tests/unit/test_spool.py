@@ -12,7 +12,7 @@ import pytest
 
 from alerting import AlertHandler
 from alerting.errors import ConfigError
-from alerting.producer.spool import MIN_MAX_BYTES, Spool, SpoolUnavailable
+from alerting.producer.spool import _INHERITED_CONNECTIONS, MIN_MAX_BYTES, Spool, SpoolUnavailable, _spools
 
 CAP = MIN_MAX_BYTES  # 1 MiB: small enough to overfill many times over in well under a second
 
@@ -193,3 +193,37 @@ def test_an_unusable_spool_path_does_not_stop_the_handler_from_being_built(tmp_p
         assert handler.stats()["spool_unusable"] == 1
     finally:
         handler.close()
+
+
+def test_a_forked_child_writes_through_its_own_connection_and_the_parents_keeps_working(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=CAP)
+    spool.add(payloads(1))  # the parent's connection is open (WAL mode) when it forks
+    parents = spool._conn
+    pid = os.fork()
+    if pid == 0:  # the child: alerting.shared.forks ran Spool.after_fork_in_child; leave without pytest's teardown
+        code = 1
+        try:
+            if spool._conn is None and spool in _spools:
+                spool.add(payloads(1, start=1))
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert spool._conn is parents  # the parent's is untouched
+    spool.add(payloads(1, start=2))
+    assert spooled_ids(spool) == ["id000000", "id000001", "id000002"]
+
+
+def test_after_fork_the_inherited_connection_is_kept_open_not_closed(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=CAP)
+    spool.add(payloads(1))
+    inherited = spool._conn
+    assert inherited is not None
+    spool.after_fork_in_child()
+    # Closing it in a child would make SQLite delete the -wal and -shm files its parent still uses.
+    assert spool._conn is None
+    assert inherited in _INHERITED_CONNECTIONS
+    inherited.execute("SELECT 1")  # still open
+    _INHERITED_CONNECTIONS.remove(inherited)
+    assert spool.count() == 1  # and the spool reopens on its own

@@ -1,12 +1,32 @@
 """alerting.shared.throttle: the pure policy, on fixed clocks. First occurrence mailed at once, repeats counted into
-one digest per window, a cluster-wide token bucket."""
+one digest per window, a cluster-wide token bucket, folds into a summary, the lease order and claims."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from alerting.shared.config import Rate
-from alerting.shared.throttle import Bucket, Digest, Verdict, Window, admit, roll, seconds_until_token, take_token
+from alerting.shared.outbox import Summary, SummaryEntry
+from alerting.shared.throttle import (
+    Bucket,
+    Decision,
+    Digest,
+    Occurrence,
+    Verdict,
+    Window,
+    admit,
+    decide,
+    due_windows,
+    fold,
+    may_claim,
+    plan_lease,
+    refill,
+    roll,
+    seconds_until_token,
+    take_token,
+)
 
 T0 = 1_000.0
 LENGTH = 300.0
@@ -208,3 +228,109 @@ def test_seconds_until_token_says_how_long_until_the_next_send_is_allowed() -> N
     assert seconds_until_token(Bucket(0.0, T0), now=T0, rate=RATE) == pytest.approx(20.0)
     assert seconds_until_token(Bucket(0.0, T0), now=T0 + 5, rate=RATE) == pytest.approx(15.0)
     assert seconds_until_token(Bucket(1.5, T0), now=T0, rate=RATE) == 0.0
+
+
+# -- one admission, every rule (decide) ----------------------------------------------------------------------
+def occurrence(fp: str = "fp", *, alert_id: str = "id-1", subject: str = "subject") -> Occurrence:
+    return Occurrence(alert_id, fp, 1, T0, T0, "sample", subject)
+
+
+def decide_at(now: float, occ: Occurrence, **state: Any) -> Decision:
+    values: dict[str, Any] = {
+        "sent": False,
+        "prior": None,
+        "window": None,
+        "bucket": None,
+        "pending": None,
+        "ready_items": 0,
+        "length": LENGTH,
+        "rate": RATE,
+    }
+    return decide(occ, now=now, **{**values, **state})
+
+
+def test_an_alert_already_mailed_is_a_duplicate_and_changes_nothing() -> None:
+    bucket = Bucket(3.0, T0)
+    d = decide_at(T0, occurrence(), sent=True, bucket=bucket)
+    assert (d.verdict, d.window, d.bucket, d.pending, d.record) == (Verdict.DUPLICATE, None, bucket, None, False)
+
+
+def test_a_redelivered_alert_keeps_its_verdict_and_is_not_counted_again() -> None:
+    window = Window(opened=T0, end=T0 + LENGTH, repeats=1)
+    d = decide_at(T0 + 1, occurrence(), prior=Verdict.SUPPRESS, window=window)
+    assert (d.verdict, d.window, d.record) == (Verdict.SUPPRESS, None, False)
+
+
+def test_a_send_without_a_token_beyond_those_reserved_is_folded_into_the_pending_summary() -> None:
+    # Two tokens, two outbox items ready: a new alert must leave both for them.
+    d = decide_at(T0, occurrence("fp-x", subject="x happened"), bucket=Bucket(2.0, T0), ready_items=2)
+    assert d.verdict is Verdict.FOLD
+    assert d.record
+    assert d.pending == Summary(since=T0, entries=(SummaryEntry("fp-x", 1, "x happened"),))
+    assert d.window is not None  # its window is open all the same: repeats are counted into its digest
+    assert d.bucket == Bucket(2.0, T0)
+
+
+def test_a_pending_summary_reserves_a_token_too() -> None:
+    pending = fold(None, fingerprint="fp-x", subject="x", now=T0 - 5)
+    assert decide_at(T0, occurrence("fp-y"), bucket=Bucket(1.5, T0), pending=pending).verdict is Verdict.FOLD
+    assert decide_at(T0, occurrence("fp-y"), bucket=Bucket(2.0, T0), pending=pending).verdict is Verdict.SEND
+
+
+def test_folding_counts_per_fingerprint_keeps_the_latest_subject_and_the_first_fold_time() -> None:
+    pending = None
+    for t, fp, subject in ((T0, "b", "b first"), (T0 + 1, "a", "a first"), (T0 + 2, "b", "b latest")):
+        pending = fold(pending, fingerprint=fp, subject=subject, now=t)
+    assert pending == Summary(since=T0, entries=(SummaryEntry("a", 1, "a first"), SummaryEntry("b", 2, "b latest")))
+
+
+def test_one_refill_rule_serves_every_caller() -> None:
+    assert refill(None, now=T0, rate=RATE) == 3.0  # a bucket never seen is full
+    assert refill(Bucket(0.0, T0), now=T0 + 10, rate=RATE) == pytest.approx(0.5)
+    assert refill(Bucket(2.5, T0), now=T0 + 3600, rate=RATE) == 3.0
+    assert refill(Bucket(1.0, T0), now=T0 - 60, rate=RATE) == 1.0
+
+
+# -- roll order, lease order, claims ---------------------------------------------------------------------------
+def test_due_windows_end_in_order_of_their_end_then_fingerprint_up_to_the_limit() -> None:
+    windows = {
+        "c": Window(opened=T0, end=T0 + 10),
+        "b": Window(opened=T0, end=T0 + 20),
+        "a": Window(opened=T0, end=T0 + 20),
+        "z": Window(opened=T0, end=T0 + 99),  # not due
+    }
+    assert due_windows(windows, now=T0 + 50, limit=10) == ["c", "a", "b"]
+    assert due_windows(windows, now=T0 + 50, limit=2) == ["c", "a"]
+
+
+def test_the_lease_takes_the_summary_first_then_the_oldest_ready_items_one_token_each() -> None:
+    ready = [(T0 + 2, "digest:b:2"), (T0 + 1, "digest:a:9"), (T0 + 1, "digest:a:1")]
+    plan = plan_lease(ready, summary_pending=True, bucket=Bucket(3.0, T0), now=T0 + 5, rate=RATE, limit=10)
+    assert (plan.summary, plan.items) == (True, ["digest:a:1", "digest:a:9"])  # three tokens: the third waits
+    assert plan.bucket is not None
+    assert plan.bucket.tokens < 1.0
+
+
+def test_the_lease_stops_at_its_limit_and_without_a_rate_takes_everything_ready() -> None:
+    ready = [(T0, f"digest:f:{n}") for n in range(5)]
+    assert plan_lease(ready, summary_pending=True, bucket=None, now=T0, rate=None, limit=3).items == [
+        "digest:f:0",
+        "digest:f:1",
+    ]
+    nothing = plan_lease(ready, summary_pending=True, bucket=None, now=T0, rate=None, limit=0)
+    assert (nothing.summary, nothing.items) == (False, [])
+
+
+@pytest.mark.parametrize(
+    ("holder", "expires", "owner", "steal", "allowed"),
+    [
+        ("", T0, "me", "", True),  # nobody holds it
+        ("other", T0 + 5, "me", "", False),  # held
+        ("other", T0, "me", "", True),  # the holder's lease ran out
+        ("me", T0 + 5, "me", "", True),  # mine already
+        ("dead", T0 + 5, "me", "dead", True),  # its holder is known to be dead
+        ("other", T0 + 5, "me", "dead", False),  # another holder than the dead one
+    ],
+)
+def test_may_claim(holder: str, expires: float, owner: str, steal: str, allowed: bool) -> None:
+    assert may_claim(holder, expires, owner=owner, steal=steal, now=T0) is allowed

@@ -1,6 +1,7 @@
 """The state store: the small interface the worker's throttle, outbox, idempotency markers and dead letters
 live behind. ``MemoryStore`` (one process, for tests) and ``RedisStore`` (shared by every worker) implement it;
-``tests/unit/test_store_contract.py`` runs one suite against both.
+``tests/integration/test_store_contract.py`` runs one suite against both, and compares them on random histories.
+The rules themselves are in ``alerting.shared.throttle``; the outbox items' form in ``alerting.shared.outbox``.
 """
 
 from __future__ import annotations
@@ -8,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from alerting.shared.config import Rate
-from alerting.shared.throttle import Verdict
+from alerting.shared import outbox
+from alerting.shared.config import DEFAULT_KEY_PREFIX, Rate
+from alerting.shared.throttle import Occurrence, Verdict
+
+__all__ = ["Claim", "Occurrence", "OutboxItem", "StateStore", "StoreConfig", "StoreStatus"]
 
 
 @dataclass(frozen=True)
@@ -18,32 +22,31 @@ class StoreConfig:
     rate: Rate | None  # cluster-wide rate limit (None: unlimited)
     lease: float  # how long a leased outbox item is reserved for the task sending it
     ttl: float  # how long idempotency markers (decided, sent) are kept
-    prefix: str = "alerting"
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    """One message from the alerts queue, as the throttle sees it."""
-
-    alert_id: str
-    fingerprint: str
-    count: int
-    first_seen: float
-    last_seen: float
-    sample: str  # the payload as JSON, kept as the window's latest sample
-    subject: str  # listed in the summary if the rate limit folds it
+    prefix: str = DEFAULT_KEY_PREFIX
 
 
 @dataclass(frozen=True)
 class OutboxItem:
-    """Mail owed by the cluster: a digest of a window's repeats or a summary of folded alerts."""
+    """Mail owed by the cluster: a digest of a window's repeats or a summary of folded alerts.
+
+    ``body`` is the item's JSON form (``alerting.shared.outbox``), as stored and as dead-lettered; ``value``
+    the typed item it holds."""
 
     item_id: str
     body: dict[str, Any]
 
+    @classmethod
+    def of(cls, item_id: str, value: outbox.Item) -> OutboxItem:
+        return cls(item_id, outbox.to_dict(value))
+
     @property
     def kind(self) -> str:
         return str(self.body.get("kind", ""))
+
+    @property
+    def value(self) -> outbox.Item:
+        """The typed item; ``ValueError`` (``KeyError``, ``TypeError``) if the body is not one."""
+        return outbox.from_dict(self.body)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""In-memory state store: the pure throttle policy applied under one lock. For tests and single processes."""
+"""In-memory state store: plain state under one lock; every rule is a call to ``alerting.shared.throttle``.
+For tests and single processes."""
 
 from __future__ import annotations
 
@@ -6,8 +7,20 @@ import json
 import threading
 from typing import Any
 
+from alerting.shared import outbox
+from alerting.shared.outbox import Summary
 from alerting.shared.stores import Claim, Occurrence, OutboxItem, StoreConfig, StoreStatus
-from alerting.shared.throttle import Bucket, Verdict, Window, admit, roll, take_token
+from alerting.shared.throttle import (
+    Bucket,
+    Verdict,
+    Window,
+    decide,
+    due_windows,
+    may_claim,
+    owes_digest,
+    plan_lease,
+    roll,
+)
 
 
 class MemoryStore:
@@ -20,44 +33,33 @@ class MemoryStore:
         self._claims: dict[str, tuple[str, float]] = {}  # key -> (owner, expiry)
         self._starts: dict[str, int] = {}
         self._bucket: Bucket | None = None
-        self._summary: dict[str, int] = {}
-        self._summary_subjects: dict[str, str] = {}
-        self._summary_since: float | None = None
+        self._pending: Summary | None = None  # alerts folded since the last summary was leased
         self._outbox: dict[str, float] = {}  # item id -> ready (or lease expiry) time
-        self._items: dict[str, dict[str, Any]] = {}
+        self._items: dict[str, dict[str, Any]] = {}  # item id -> its JSON form, as Redis keeps it
         self._item_seq = 0
         self._dead: list[dict[str, Any]] = []  # newest first, as in Redis
 
     def admit(self, occurrence: Occurrence, *, now: float) -> Verdict:
         with self._lock:
-            if occurrence.alert_id in self._sent:
-                return Verdict.DUPLICATE
-            prior = self._decided.get(occurrence.alert_id)
-            if prior is not None:
-                return prior
-            verdict, window = admit(
-                self._windows.get(occurrence.fingerprint),
+            fp = occurrence.fingerprint
+            d = decide(
+                occurrence,
+                sent=occurrence.alert_id in self._sent,
+                prior=self._decided.get(occurrence.alert_id),
+                window=self._windows.get(fp),
+                bucket=self._bucket,
+                pending=self._pending,
+                ready_items=sum(1 for t in self._outbox.values() if t <= now),
                 now=now,
                 length=self.config.window,
-                count=occurrence.count,
-                first_seen=occurrence.first_seen,
-                last_seen=occurrence.last_seen,
-                sample=occurrence.sample,
+                rate=self.config.rate,
             )
-            if window is not None:
-                self._windows[occurrence.fingerprint] = window
-            if verdict is Verdict.SEND and self.config.rate is not None:
-                reserved = sum(1 for t in self._outbox.values() if t <= now) + (1 if self._summary else 0)
-                allowed, self._bucket = take_token(self._bucket, now=now, rate=self.config.rate, reserved=reserved)
-                if not allowed:
-                    verdict = Verdict.FOLD
-                    fp = occurrence.fingerprint
-                    self._summary[fp] = self._summary.get(fp, 0) + 1
-                    self._summary_subjects[fp] = occurrence.subject
-                    if self._summary_since is None:
-                        self._summary_since = now
-            self._decided[occurrence.alert_id] = verdict
-            return verdict
+            if d.window is not None:
+                self._windows[fp] = d.window
+            self._bucket, self._pending = d.bucket, d.pending
+            if d.record:
+                self._decided[occurrence.alert_id] = d.verdict
+            return d.verdict
 
     def mark_sent(self, key: str) -> None:
         with self._lock:
@@ -69,7 +71,7 @@ class MemoryStore:
             if key in self._sent:
                 return Claim("sent")
             holder, expiry = self._claims.get(key, ("", now))
-            if not holder or expiry <= now or holder == owner or (steal and holder == steal):
+            if may_claim(holder, expiry, owner=owner, steal=steal, now=now):
                 self._claims[key] = (owner, now + lease)
                 return Claim("claimed", owner, lease)
             return Claim("busy", holder, expiry - now)
@@ -96,64 +98,46 @@ class MemoryStore:
     def roll_due(self, *, now: float, limit: int = 100) -> int:
         with self._lock:
             owed = 0
-            due = sorted((w.end, fp) for fp, w in self._windows.items() if w.end <= now)[:limit]
-            for _, fp in due:
+            for fp in due_windows(self._windows, now=now, limit=limit):
                 digest, following = roll(fp, self._windows[fp], now=now, length=self.config.window)
                 if following is None:
                     del self._windows[fp]
                 else:
                     self._windows[fp] = following
                 if digest is not None:
-                    self._item_seq += 1
-                    item_id = f"digest:{fp}:{self._item_seq}"
-                    self._items[item_id] = {
-                        "kind": "digest",
-                        "fingerprint": fp,
-                        "seq": digest.seq,
-                        "count": digest.count,
-                        "first": digest.first,
-                        "last": digest.last,
-                        "sample": digest.sample,
-                        "window_start": digest.window_start,
-                        "window_end": digest.window_end,
-                    }
-                    self._outbox[item_id] = now
+                    self._put(outbox.digest_id(fp, self._next_seq()), digest, ready=now)
                     owed += 1
             return owed
 
     def lease_outbox(self, *, now: float, limit: int = 10) -> list[OutboxItem]:
         with self._lock:
-            rate = self.config.rate
-            out: list[OutboxItem] = []
-            if self._summary and limit > 0:
-                allowed, bucket = take_token(self._bucket, now=now, rate=rate)
-                if allowed:
-                    self._bucket = bucket
-                    self._item_seq += 1
-                    item_id = f"summary:{self._item_seq}"
-                    entries = [
-                        {"fingerprint": fp, "count": n, "subject": self._summary_subjects.get(fp, fp)}
-                        for fp, n in self._summary.items()
-                    ]
-                    self._items[item_id] = {
-                        "kind": "summary",
-                        "since": self._summary_since,
-                        "entries": entries,
-                    }
-                    self._outbox[item_id] = now + self.config.lease
-                    self._summary, self._summary_subjects, self._summary_since = {}, {}, None
-                    out.append(OutboxItem(item_id, json.loads(json.dumps(self._items[item_id]))))
-            ready = sorted((t, item_id) for item_id, t in self._outbox.items() if t <= now)[:limit]
-            for _, item_id in ready:
-                if len(out) >= limit:
-                    break
-                allowed, bucket = take_token(self._bucket, now=now, rate=rate)
-                if not allowed:
-                    break
-                self._bucket = bucket
+            plan = plan_lease(
+                [(t, item_id) for item_id, t in self._outbox.items() if t <= now],
+                summary_pending=self._pending is not None,
+                bucket=self._bucket,
+                now=now,
+                rate=self.config.rate,
+                limit=limit,
+            )
+            self._bucket = plan.bucket
+            leased: list[str] = []
+            if plan.summary and self._pending is not None:
+                leased.append(self._put(outbox.summary_id(self._next_seq()), self._pending, ready=now))
+                self._pending = None
+            leased += plan.items
+            for item_id in leased:
                 self._outbox[item_id] = now + self.config.lease
-                out.append(OutboxItem(item_id, dict(self._items[item_id])))
-            return out
+            return [OutboxItem(item_id, dict(self._items[item_id])) for item_id in leased]
+
+    def _next_seq(self) -> int:
+        self._item_seq += 1
+        return self._item_seq
+
+    def _put(self, item_id: str, value: outbox.Item, *, ready: float) -> str:
+        # Kept in the JSON form, round-tripped, so that nothing the JSON form cannot carry goes unnoticed.
+        self._items[item_id] = json.loads(outbox.to_json(value))
+        self._outbox[item_id] = ready
+        return item_id
 
     def load_item(self, item_id: str) -> OutboxItem | None:
         with self._lock:
@@ -196,13 +180,13 @@ class MemoryStore:
 
     def status(self, *, now: float) -> StoreStatus:
         with self._lock:
-            owed_windows = sum(1 for w in self._windows.values() if w.repeats > 0)
-            digests = sum(1 for i in self._outbox if i.startswith("digest:"))
+            owed_windows = sum(1 for w in self._windows.values() if owes_digest(w))
+            digests = sum(1 for i in self._outbox if outbox.is_digest_id(i))
             return StoreStatus(
                 open_windows=len(self._windows),
                 owed_digests=owed_windows + digests,
                 outbox=len(self._outbox),
-                folded=len(self._summary),
+                folded=len(self._pending.entries) if self._pending is not None else 0,
                 dead_letters=len(self._dead),
             )
 

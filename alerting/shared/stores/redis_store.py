@@ -3,7 +3,8 @@
 Keys (``<p>`` is the prefix): ``<p>:win:<fp>`` window hash, ``<p>:due`` window ends, ``<p>:dec:<id>`` and
 ``<p>:sent:<id>`` idempotency markers, ``<p>:claim:<id>`` who is sending an alert now, ``<p>:starts:<task>``
 how often a task message was started, ``<p>:bucket`` the rate limiter, ``<p>:summary*`` folded alerts,
-``<p>:outbox`` + ``<p>:item:<id>`` mail owed, ``<p>:dead`` dead letters. Scripts address keys built from the
+``<p>:outbox`` + ``<p>:item:<id>`` mail owed (in ``alerting.shared.outbox``'s JSON form), ``<p>:dead`` dead
+letters. Scripts address keys built from the
 prefix, so Redis Cluster is not supported (a single Redis, with replicas or Sentinel, is).
 """
 
@@ -12,22 +13,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import redis
 from redis.sentinel import Sentinel
 
 from alerting.errors import StoreError
+from alerting.shared import outbox
 from alerting.shared.sentinel import is_sentinel, parse_sentinel
-from alerting.shared.stores import Claim, Occurrence, OutboxItem, StoreConfig, StoreStatus
+from alerting.shared.stores import Claim, Occurrence, OutboxItem, StoreConfig, StoreStatus, scripts
 from alerting.shared.throttle import Verdict
 from alerting.shared.tls import redis_client_ssl_kwargs
-
-
-def _script(name: str) -> str:
-    return (resources.files("alerting.shared.stores") / "lua" / name).read_text(encoding="utf-8")
-
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,40 +78,20 @@ class RedisStore:
         self.client = client
         self.config = config
         self._p = config.prefix
-        self._admit = client.register_script(_script("admit.lua"))
-        self._roll = client.register_script(_script("roll.lua"))
-        self._lease = client.register_script(_script("lease.lua"))
-        self._claim = client.register_script(_script("claim.lua"))
-        # Compare-and-delete: only the holder releases its claim (an expired one may already be someone else's).
-        self._release = client.register_script(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-        )
+        self._admit = client.register_script(scripts.source("admit.lua"))
+        self._roll = client.register_script(scripts.source("roll.lua"))
+        self._lease = client.register_script(scripts.source("lease.lua"))
+        self._claim = client.register_script(scripts.source("claim.lua"))
+        self._release = client.register_script(scripts.RELEASE)
 
-    def _rate_args(self) -> tuple[int, float]:
-        rate = self.config.rate
-        return (rate.limit, rate.period) if rate is not None else (0, 1.0)
+    def _run(self, script: Any, call: scripts.ScriptCall) -> Any:
+        return script(keys=call.keys, args=call.args)
 
     @_mapped
     def admit(self, occurrence: Occurrence, *, now: float) -> Verdict:
-        limit, period = self._rate_args()
-        verdict = self._admit(
-            args=[
-                self._p,
-                occurrence.alert_id,
-                occurrence.fingerprint,
-                repr(now),
-                repr(self.config.window),
-                occurrence.count,
-                repr(occurrence.first_seen),
-                repr(occurrence.last_seen),
-                occurrence.sample,
-                occurrence.subject,
-                limit,
-                repr(period),
-                max(int(self.config.ttl), 1),
-            ]
-        )
-        return Verdict(verdict)
+        c = self.config
+        call = scripts.admit(prefix=self._p, occurrence=occurrence, now=now, length=c.window, rate=c.rate, ttl=c.ttl)
+        return Verdict(self._run(self._admit, call))
 
     @_mapped
     def mark_sent(self, key: str) -> None:
@@ -127,7 +103,8 @@ class RedisStore:
     @_mapped
     def claim(self, key: str, owner: str, *, lease: float, now: float, steal: str = "") -> Claim:
         # Redis keeps the lease on its own clock (PX); ``now`` is for the memory store's.
-        status, holder, ms_left = self._claim(args=[self._p, key, owner, max(int(lease * 1000), 1), steal])
+        call = scripts.claim(prefix=self._p, key=key, owner=owner, lease=lease, steal=steal)
+        status, holder, ms_left = self._run(self._claim, call)
         return Claim(_text(status), _text(holder), max(int(ms_left), 0) / 1000)
 
     @_mapped
@@ -140,7 +117,7 @@ class RedisStore:
 
     @_mapped
     def release(self, key: str, owner: str) -> None:
-        self._release(keys=[f"{self._p}:claim:{key}"], args=[owner])
+        self._run(self._release, scripts.release(prefix=self._p, key=key, owner=owner))
 
     @_mapped
     def is_sent(self, key: str) -> bool:
@@ -153,18 +130,18 @@ class RedisStore:
 
     @_mapped
     def roll_due(self, *, now: float, limit: int = 100) -> int:
-        return int(self._roll(args=[self._p, repr(now), repr(self.config.window), limit]))
+        return int(self._run(self._roll, scripts.roll(prefix=self._p, now=now, length=self.config.window, limit=limit)))
 
     @_mapped
     def lease_outbox(self, *, now: float, limit: int = 10) -> list[OutboxItem]:
-        rate, period = self._rate_args()
-        flat = self._lease(args=[self._p, repr(now), repr(self.config.lease), limit, rate, repr(period)])
-        return [OutboxItem(flat[i], _decode_item(flat[i + 1])) for i in range(0, len(flat), 2)]
+        call = scripts.lease(prefix=self._p, now=now, lease=self.config.lease, limit=limit, rate=self.config.rate)
+        flat = self._run(self._lease, call)
+        return [_item(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     @_mapped
     def load_item(self, item_id: str) -> OutboxItem | None:
         body = self.client.get(f"{self._p}:item:{item_id}")
-        return OutboxItem(item_id, _decode_item(_text(body))) if body is not None else None
+        return _item(item_id, _text(body)) if body is not None else None
 
     @_mapped
     def complete(self, item_id: str) -> None:
@@ -210,12 +187,11 @@ class RedisStore:
         for fp in fps:
             pipe.hget(f"{self._p}:win:{fp}", "repeats")
         repeats = pipe.execute() if fps else []
-        outbox = [_text(i) for i in self.client.zrange(f"{self._p}:outbox", 0, -1)]
+        items = [_text(i) for i in self.client.zrange(f"{self._p}:outbox", 0, -1)]
         return StoreStatus(
             open_windows=len(fps),
-            owed_digests=sum(1 for r in repeats if r and int(r) > 0)
-            + sum(1 for i in outbox if i.startswith("digest:")),
-            outbox=len(outbox),
+            owed_digests=sum(1 for r in repeats if r and int(r) > 0) + sum(1 for i in items if outbox.is_digest_id(i)),
+            outbox=len(items),
             folded=int(self.client.hlen(f"{self._p}:summary")),
             dead_letters=int(self.client.llen(f"{self._p}:dead")),
         )
@@ -229,12 +205,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decode_item(body: str) -> dict[str, Any]:
-    item: dict[str, Any] = json.loads(body)
-    # Lua hands times over as the strings Redis stored; the rest of the code wants numbers.
-    for key in ("first", "last", "window_start", "window_end", "since"):
-        if isinstance(item.get(key), str):
-            item[key] = float(item[key])
-    if item.get("kind") == "summary" and not isinstance(item.get("entries"), list):
-        item["entries"] = []  # cjson encodes an empty Lua table as {}
-    return item
+def _item(item_id: str, body: str) -> OutboxItem:
+    """An item as Lua wrote it, in the one JSON form (times as numbers, entries as a list). A body that is not an
+    item (written by something else) is handed on as it is: the sender dead-letters what it cannot render."""
+    try:
+        return OutboxItem.of(item_id, outbox.from_json(body))
+    except (ValueError, KeyError, TypeError):
+        raw = json.loads(body)
+        return OutboxItem(item_id, raw if isinstance(raw, dict) else {"raw": raw})

@@ -1,7 +1,8 @@
 -- Decide one alert message atomically: idempotency, throttle window, cluster-wide rate limit.
--- Mirrors alerting.throttle.admit/take_token (pure Python); tests/unit/test_store_contract.py keeps them equal.
--- ARGV: prefix, id, fingerprint, now, length, count, first_seen, last_seen, sample, subject,
---       rate_limit (0 = none), rate_period, ttl
+-- Restates alerting.shared.throttle.decide (admit, refill/take_token with reserved_tokens, fold);
+-- tests/integration/test_store_contract.py compares the two on random histories.
+-- ARGV (built by alerting.shared.stores.scripts.admit): prefix, id, fingerprint, now, length, count, first_seen,
+--       last_seen, sample, subject, rate_limit (0 = none), rate_period, ttl
 local p, id, fp = ARGV[1], ARGV[2], ARGV[3]
 local now, length, count = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local first_seen, last_seen = tonumber(ARGV[7]), tonumber(ARGV[8])

@@ -1,7 +1,8 @@
 -- Lease outbox mail that may go now under the rate limit: the pending summary of folded alerts first
 -- (they are new problems), then owed digests, oldest first. A lease that is not completed (the worker
--- died) expires and the item is leased again. Mirrors MemoryStore.lease_outbox.
--- ARGV: prefix, now, lease, limit, rate_limit (0 = none), rate_period.  Returns {id1, body1, id2, body2, ...}
+-- died) expires and the item is leased again. Restates alerting.shared.throttle.plan_lease and refill; the summary
+-- body is alerting.shared.outbox's JSON form (Summary).
+-- ARGV (alerting.shared.stores.scripts.lease): prefix, now, lease, limit, rate_limit (0 = none), rate_period.  Returns {id1, body1, id2, body2, ...}
 local p, now, lease, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rate, period = tonumber(ARGV[5]), tonumber(ARGV[6])
 

@@ -1,6 +1,7 @@
 -- End the windows that are due: owe a digest for those that counted repeats (and open the next window at
--- once), close quiet ones. Mirrors alerting.throttle.roll.
--- ARGV: prefix, now, length, limit.  Returns the number of digests now owed.
+-- once), close quiet ones. Restates alerting.shared.throttle.due_windows and roll; the digest body is
+-- alerting.shared.outbox's JSON form (Digest).
+-- ARGV (alerting.shared.stores.scripts.roll): prefix, now, length, limit.  Returns the number of digests now owed.
 local p, now, length, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local due = redis.call('ZRANGEBYSCORE', p .. ':due', '-inf', now, 'LIMIT', 0, limit)
 local owed = 0
