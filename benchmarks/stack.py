@@ -185,3 +185,63 @@ class FastSink:
                     raise TimeoutError(f"expected {count} messages, got {len(self.accepted)} within {timeout}s")
                 self._cond.wait(remaining)
             return list(self.accepted)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free loopback port, no persistence; yields its URL. Its counters
+    (``INFO commandstats``) and CPU time are this run's alone."""
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisUnavailable("redis-server is not on PATH (Debian: apt-get install -y redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                require_redis(url)
+                break
+            except RedisUnavailable:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def redis_pid(url: str) -> int:
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far, from /proc/<pid>/stat (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_calls(url: str) -> int:
+    """Commands Redis has executed so far (sum of ``INFO commandstats`` calls), minus nothing: take deltas."""
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        return sum(int(v["calls"]) for v in stats.values() if isinstance(v, dict))
+    finally:
+        client.close()

@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+
 from alerting import AlertHandler
 from alerting.testing.mailsink import MailSink, Received
 from alerting.testing.workerproc import WorkerProcess
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import task_outcomes, wait_until, wait_until_settled
 
 WINDOW = {"ALERTING_THROTTLE_WINDOW": "3"}
 
@@ -36,7 +38,11 @@ def _storm(log: logging.Logger, threads: int, per_thread: int, message: str = "d
 
 
 def test_300_identical_criticals_from_3_threads_give_one_mail_then_one_digest_of_299(
-    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    queue: str,
 ) -> None:
     for _ in range(2):
         start_worker(WINDOW)
@@ -49,7 +55,8 @@ def test_300_identical_criticals_from_3_threads_give_one_mail_then_one_digest_of
     assert first.subject == "[CRITICAL] test.storm: db connection refused"
     assert first.message["X-Alerting-Digest-Count"] is None
     mails = mail_sink.wait_for(2, timeout=15)
-    assert len(mail_sink.settle(quiet=2.0)) == 2
+    wait_until_settled(redis_client, queue)  # every message handled, nothing owed: no further mail can come
+    assert len(mail_sink.received) == 2
     digest = mails[1]
     assert _digest_counts(mails) == [299]
     assert "(299 more in 3 s)" in digest.subject
@@ -114,7 +121,7 @@ def test_an_owed_digest_is_sent_although_the_worker_that_opened_the_window_died(
         log.critical("replica lag too high", extra={"lag": i})
     mail_sink.wait_for(1)
     assert handler.flush(timeout=5)
-    time.sleep(0.5)  # the opener counts the four repeats
+    wait_until(lambda: len(task_outcomes(opener)) == 5)  # the opener has counted the four repeats
     opener.kill()  # SIGKILL, before the window ends: it can never send the digest itself
 
     successor = start_worker(WINDOW)
@@ -125,7 +132,11 @@ def test_an_owed_digest_is_sent_although_the_worker_that_opened_the_window_died(
 
 
 def test_counts_add_up_under_concurrency(
-    make_handler: Callable[..., AlertHandler], mail_sink: MailSink, start_worker: Callable[..., WorkerProcess]
+    make_handler: Callable[..., AlertHandler],
+    mail_sink: MailSink,
+    start_worker: Callable[..., WorkerProcess],
+    redis_client: redis.Redis,
+    queue: str,
 ) -> None:
     env = {"ALERTING_THROTTLE_WINDOW": "1.5"}
     for _ in range(3):
@@ -154,7 +165,8 @@ def test_counts_add_up_under_concurrency(
         return len(immediate) + sum(_digest_counts(mails)) >= 1000
 
     wait_until(all_counted, timeout=20)
-    mails = mail_sink.settle(quiet=2.5)
+    wait_until_settled(redis_client, queue)  # every message handled, no digest owed: the count is final
+    mails = mail_sink.received
     immediate = [m for m in mails if not m.message["X-Alerting-Digest-Count"]]
     assert len(immediate) + sum(_digest_counts(mails)) == 1000  # every occurrence reported exactly once
     assert len(mails) < 12  # ... in a handful of mails, not a thousand
