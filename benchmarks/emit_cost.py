@@ -18,7 +18,13 @@ much it dropped, and its thread's CPU time as a share of the block's wall time. 
 whose ``QueueListener`` is busy too (it LPUSHes each record's JSON to Redis, one round trip per record: what a
 stdlib-only setup would do).
 
-    .venv/bin/python benchmarks/emit_cost.py [--calls 20000] [--reps 3] [--busy-calls 4000] [--gap 5e-5] [--json F]
+Part 3, deployed yardstick: the stdlib ``QueueHandler`` the way people deploy it, with a running ``QueueListener``
+(a ``NullHandler`` behind it, so the listener thread costs only its own dequeue-and-dispatch), next to
+``NullHandler`` and ``AlertHandler``; 1 and 4 application threads calling at once, each call followed by
+``time.sleep(--gap)``; identical and distinct plain messages. p50/p99 over every call of every thread.
+
+    .venv/bin/python benchmarks/emit_cost.py [--calls 20000] [--reps 3] [--busy-calls 4000] [--gap 5e-5]
+        [--deployed-calls 3000] [--json F]
 """
 
 from __future__ import annotations
@@ -186,6 +192,36 @@ class BusyResult(CaseResult):
         }
 
 
+DEPLOYED_HANDLERS = ("null", "listener", "alert")
+DEPLOYED_LABELS = {"null": "NullHandler", "listener": "QueueHandler + QueueListener", "alert": "AlertHandler"}
+
+
+@dataclass
+class DeployedCase:
+    """Part 3: one (threads, messages) cell; handler -> p50/p99 pooled over threads and repetitions."""
+
+    threads: int
+    messages: str
+    summaries: dict[str, Summary | None] = field(default_factory=dict)
+    alert_stats: dict[str, int] = field(default_factory=dict)  # AlertHandler counters over this case's blocks
+
+    def ratio(self, attr: str) -> float | None:
+        a, q = self.summaries.get("alert"), self.summaries.get("listener")
+        if a is None or q is None or getattr(q, attr) <= 0:
+            return None
+        return float(getattr(a, attr) / getattr(q, attr))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "messages": self.messages,
+            "summaries": {h: asdict(s) if s else None for h, s in self.summaries.items()},
+            "ratio_p50": self.ratio("p50"),
+            "ratio_p99": self.ratio("p99"),
+            "alert_stats": self.alert_stats,
+        }
+
+
 @dataclass
 class EmitReport:
     calls: int
@@ -193,6 +229,8 @@ class EmitReport:
     cases: list[CaseResult]
     busy: BusyResult | None
     busy_calls: int = 0
+    deployed: list[DeployedCase] = field(default_factory=list)
+    deployed_calls: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +239,8 @@ class EmitReport:
             "busy_calls": self.busy_calls,
             "cases": [c.to_json() for c in self.cases],
             "busy": self.busy.to_json() if self.busy else None,
+            "deployed_calls": self.deployed_calls,
+            "deployed": [c.to_json() for c in self.deployed],
         }
 
 
@@ -382,6 +422,87 @@ def measure_busy(
     return result
 
 
+def paced_messages_block(logger: logging.Logger, calls: int, gap: float, messages: str) -> array[int]:
+    """Like ``paced_block``, with identical or distinct messages."""
+    samples = array("q", bytes(8 * calls))
+    critical = logger.critical
+    clock = time.perf_counter_ns
+    sleep = time.sleep
+    token = uuid.uuid4().hex[:6]
+    for i in range(calls):
+        msg = f"payment provider timed out (order {token}-{i})" if messages == "distinct" else "payment provider down"
+        t0 = clock()
+        critical(msg)
+        samples[i] = clock() - t0
+        sleep(gap)
+    return samples
+
+
+def _threaded(logger: logging.Logger, threads: int, calls: int, gap: float, messages: str) -> list[array[int]]:
+    """``threads`` threads calling at once (released together by a barrier); each thread's samples."""
+    out: list[array[int]] = [array("q") for _ in range(threads)]
+    barrier = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        barrier.wait()
+        out[index] = paced_messages_block(logger, calls, gap, messages)
+
+    workers = [threading.Thread(target=work, args=(i,), name=f"bench-app-{i}") for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    return out
+
+
+def measure_deployed(
+    url: str, calls: int, reps: int, gap: float, progress: Callable[[str], None] | None = None
+) -> list[DeployedCase]:
+    """Part 3: QueueHandler with a running QueueListener (as deployed) vs AlertHandler, 1 and 4 threads."""
+    iso = Isolation.fresh(url, "emitdeployed")
+    alert = AlertHandler(broker_url=url, queue=iso.queue)
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    listener = logging.handlers.QueueListener(records, logging.NullHandler())
+    listener.start()
+    handlers: dict[str, logging.Handler] = {
+        "null": logging.NullHandler(),
+        "listener": logging.handlers.QueueHandler(records),
+        "alert": alert,
+    }
+    logger = _quiet_logger("bench.emit.deployed")
+    cases = [DeployedCase(t, m) for t in (1, 4) for m in ("identical", "distinct")]
+    pooled: dict[tuple[int, str], list[array[int]]] = {}
+    try:
+        for name in DEPLOYED_HANDLERS:  # warm-up
+            logger.handlers = [handlers[name]]
+            _threaded(logger, 2, min(calls, 500), gap, "distinct")
+            alert.flush(10.0)
+        for rep in range(reps):
+            if progress:
+                progress(f"emit cost, deployed yardstick: repetition {rep + 1}/{reps}")
+            for index, case in enumerate(cases):
+                for name in DEPLOYED_HANDLERS if rep % 2 == 0 else DEPLOYED_HANDLERS[::-1]:
+                    logger.handlers = [handlers[name]]
+                    before = alert.stats()
+                    blocks = _threaded(logger, case.threads, calls, gap, case.messages)
+                    logger.handlers = []
+                    if name == "alert":
+                        _add_stat_deltas(case.alert_stats, before, alert.stats())
+                    alert.flush(10.0)
+                    iso.drop_queue()
+                    gc.collect()
+                    pooled.setdefault((index, name), []).extend(blocks)
+    finally:
+        logger.handlers = []
+        listener.stop()
+        alert.close()
+        iso.cleanup()
+    for index, case in enumerate(cases):
+        for name in DEPLOYED_HANDLERS:
+            case.summaries[name] = Summary.of_ns([ns for block in pooled.get((index, name), []) for ns in block])
+    return cases
+
+
 def run(
     url: str | None = None,
     *,
@@ -389,13 +510,15 @@ def run(
     reps: int = 3,
     busy_calls: int = 4_000,
     gap: float = 50e-6,
+    deployed_calls: int = 3_000,
     progress: Callable[[str], None] | None = None,
 ) -> EmitReport:
     url = url or broker_url()
     require_redis(url)
     cases = measure_emit(url, calls, reps, progress) if calls else []
     busy = measure_busy(url, busy_calls, reps, gap, progress) if busy_calls else None
-    return EmitReport(calls, reps, cases, busy, busy_calls)
+    deployed = measure_deployed(url, deployed_calls, reps, gap, progress) if deployed_calls else []
+    return EmitReport(calls, reps, cases, busy, busy_calls, deployed, deployed_calls)
 
 
 def _ratio(value: float | None) -> str:
@@ -475,16 +598,40 @@ def report(result: EmitReport) -> str:
             f"  AlertHandler/QueueHandler p50: {_ratio(busy.ratio('p50'))}, p99: {_ratio(busy.ratio('p99'))}; "
             f"AlertHandler/(QueueHandler, listener busy) p50: {_ratio(busy.ratio('p50', over='queue_busy'))}"
         )
+    if result.deployed:
+        rows = []
+        for d in result.deployed:
+            cells: list[object] = [f"{d.threads} thread{'s' if d.threads > 1 else ''}, {d.messages}"]
+            cells += [_p50_p99(d.summaries.get(name)) for name in DEPLOYED_HANDLERS]
+            cells += [_ratio(d.ratio("p50")), _ratio(d.ratio("p99"))]
+            cells.append("/".join(str(d.alert_stats.get(k, 0)) for k in ("published", "coalesced", "dropped")))
+            rows.append(cells)
+        headers = [
+            "threads, messages",
+            *(f"{DEPLOYED_LABELS[n]} p50/p99" for n in DEPLOYED_HANDLERS),
+            "AH/(QH+QL) p50",
+            "AH/(QH+QL) p99",
+            "AH published/coalesced/dropped",
+        ]
+        title = (
+            f"emit cost, part 3, deployed yardstick: QueueHandler + running QueueListener(NullHandler); "
+            f"{result.deployed_calls:,} calls per thread x {result.reps} repetitions, time.sleep(gap) after each"
+        )
+        if lines:
+            lines.append("")
+        lines.append(table(headers, rows, title))
     return "\n".join(lines)
 
 
 def goal_figures(result: EmitReport) -> dict[str, float | None]:
     """The goal's figures: part 2's p50 ratio AlertHandler/QueueHandler and AlertHandler's p99 (seconds)."""
     busy = result.busy
+    listener = next((c for c in result.deployed if c.threads == 4 and c.messages == "distinct"), None)
+    deployed = {"emit_ratio_p50_listener": listener.ratio("p50") if listener else None}
     if busy is None:
-        return {"emit_ratio_p50": None, "emit_p99": None}
+        return {"emit_ratio_p50": None, "emit_p99": None, **deployed}
     alert = busy.summaries.get("alert")
-    return {"emit_ratio_p50": busy.ratio("p50"), "emit_p99": alert.p99 if alert else None}
+    return {"emit_ratio_p50": busy.ratio("p50"), "emit_p99": alert.p99 if alert else None, **deployed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -492,11 +639,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000, help="part 1: calls per block; 0 skips part 1")
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every block (default %(default)s)")
     parser.add_argument("--busy-calls", type=int, default=4_000, help="part 2: calls per block; 0 skips part 2")
-    parser.add_argument("--gap", type=float, default=50e-6, help="part 2: seconds slept after each call")
+    parser.add_argument("--gap", type=float, default=50e-6, help="parts 2 and 3: seconds slept after each call")
+    parser.add_argument(
+        "--deployed-calls", type=int, default=3_000, help="part 3: calls per thread and block; 0 skips part 3"
+    )
     args = parser.parse_args(argv)
 
     def measured() -> EmitReport:
-        return run(calls=args.calls, reps=args.reps, busy_calls=args.busy_calls, gap=args.gap, progress=cli.progress)
+        return run(
+            calls=args.calls,
+            reps=args.reps,
+            busy_calls=args.busy_calls,
+            gap=args.gap,
+            deployed_calls=args.deployed_calls,
+            progress=cli.progress,
+        )
 
     return cli.run(measured, report, EmitReport.to_json, args.json)
 

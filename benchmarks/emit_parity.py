@@ -5,7 +5,9 @@ Side by side in one run: ``logging.getLogger(...).critical(msg)`` through (a) ``
 (so its publisher thread runs and competes for the GIL, as the listener does). Each call is timed on its own
 (``time.perf_counter_ns``); messages distinct (an f-string per call: a fingerprint each) or repeated (one
 fingerprint: coalesced). Each call is followed by ``time.sleep(--gap)``, untimed, which releases the GIL as an
-application's own I/O would and lets the background thread (listener or publisher) keep up. Handlers take turns
+application's own I/O would and lets the background thread (listener or publisher) keep up (``--gap 0``: no sleep,
+a tight loop that never releases the GIL between calls: a flood, where 4 threads outrun the publisher and the buffer
+takes its drop path; the table's last column says how many were dropped). Handlers take turns
 (queue, alert, then alert, queue in the next rep); the figures are medians over ``--reps`` runs.
 
     .venv/bin/python benchmarks/emit_parity.py [--calls 3000] [--reps 3] [--gap 5e-5] [--threads 1 4] [--json F]
@@ -94,7 +96,8 @@ def calls_in_threads(logger: logging.Logger, threads: int, calls: int, messages:
             t0 = clock()
             critical(msg)
             samples[i] = clock() - t0
-            sleep(gap)
+            if gap:
+                sleep(gap)
         results[slot] = samples
 
     workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
@@ -205,9 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap", type=float, default=5e-5, help="seconds slept (untimed) after each call")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 4])
     args = parser.parse_args(argv)
-    return cli.run(
-        lambda: measure(args.calls, args.reps, args.gap, args.threads), report, Result.to_json, args.json
-    )
+    return cli.run(lambda: measure(args.calls, args.reps, args.gap, args.threads), report, Result.to_json, args.json)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,19 @@ itself reports ("Task ... succeeded in Xs", the ``task_success`` signal's ``runt
 after the task body returned), then, with ``BENCH_PROBE_DETAIL=1``, the seconds the task spent in the throttle
 decision (``store.admit``), rendering, the SMTP send and recording the send (``store.mark_sent``). The detail wraps
 those four calls in the pool process (a few microseconds each); the runtime alone adds one buffered write per task.
+Only ``alerting.deliver`` tasks are probed.
+
+It also registers the throughput benchmark's two yardsticks on the SAME Celery app, so they run with exactly the
+bundled configuration (acks_late, reject_on_worker_lost, prefetch 1, JSON, the same pool):
+``bench.noop`` (does nothing but note when it ran, in ``$BENCH_STAMP_FILE.<pid>``: the floor Celery itself sets)
+and ``bench.naive_send`` (django-celery-email style: one new SMTP connection per mail, connect/sendmail/quit).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import smtplib
 import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
@@ -20,6 +27,7 @@ from celery import signals
 from measure import PROBE_PARTS as PARTS
 
 import alerting.consumer.delivery
+import alerting.consumer.quarantine
 from alerting.consumer.render import render_alert
 from alerting.consumer.smtp import SMTPSender
 from alerting.shared.stores.redis_store import RedisStore
@@ -61,8 +69,8 @@ def _started(**_: Any) -> None:
 
 
 @signals.task_success.connect(weak=False)
-def _succeeded(runtime: float | None = None, **_: Any) -> None:
-    if not _path or runtime is None:
+def _succeeded(sender: Any = None, runtime: float | None = None, **_: Any) -> None:
+    if not _path or runtime is None or getattr(sender, "name", None) != "alerting.deliver":
         return
     pid = os.getpid()
     out = _out.get(pid)
@@ -70,3 +78,30 @@ def _succeeded(runtime: float | None = None, **_: Any) -> None:
         out = _out[pid] = open(f"{_path}.{pid}", "a", buffering=1, encoding="ascii")  # noqa: SIM115
     fields = [runtime, *(_parts[p] for p in PARTS)] if _detail else [runtime]
     out.write(" ".join(f"{v:.6f}" for v in fields) + "\n")
+
+
+_stamps: dict[int, IO[str]] = {}
+# The worker's transport quarantines any task that is not celery-alerting's; let the two yardsticks through (the
+# check still runs for them, so they pay the same guard as alerting.deliver).
+alerting.consumer.quarantine.KNOWN_TASKS = alerting.consumer.quarantine.KNOWN_TASKS | {"bench.noop", "bench.naive_send"}
+
+
+@app.task(name="bench.noop")
+def noop(_payload: object) -> None:
+    """The floor: a task that does nothing, so the rate is Celery's own per-task cost. One line-buffered write
+    notes when it ran (the benchmark's only way to time it without touching Redis)."""
+    pid = os.getpid()
+    out = _stamps.get(pid)
+    if out is None:
+        out = _stamps[pid] = open(f"{os.environ['BENCH_STAMP_FILE']}.{pid}", "a", buffering=1, encoding="ascii")  # noqa: SIM115
+    out.write(f"{time.time():.6f}\n")
+
+
+@app.task(name="bench.naive_send")
+def naive_send(message: str) -> None:
+    """What a django-celery-email-style task does: a new SMTP connection for every mail."""
+    conn = smtplib.SMTP(os.environ["ALERTING_SMTP_HOST"], int(os.environ["ALERTING_SMTP_PORT"]), timeout=10)
+    try:
+        conn.sendmail(os.environ["ALERTING_MAIL_FROM"], [os.environ["ALERTING_MAIL_TO"]], message.encode())
+    finally:
+        conn.quit()

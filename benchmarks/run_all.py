@@ -25,8 +25,9 @@ import memory
 import problem_scenario
 import storm
 import throughput
+import webserver
 from measure import duration, median, table
-from stack import RedisUnavailable, broker_url, require_redis
+from stack import RedisUnavailable, broker_url, private_redis, require_redis
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
@@ -106,6 +107,11 @@ GOALS = (
         "storm of 100,000 identical criticals: broker messages; emails per window",
         (Criterion("storm_messages", "<", 50, _count), Criterion("storm_emails_per_window", "<=", 2, _count)),
     ),
+    Goal(
+        7,
+        "Flask under gunicorn, wrk, 2% criticals, SMTP 1 s: AlertHandler req/s, % of no handler; p99 / no handler's",
+        (Criterion("web_rps_pct", ">=", 98.0, _pct), Criterion("web_p99_ratio", "<=", 1.1, _times)),
+    ),
 )
 
 FIGURE_LABELS = {
@@ -118,6 +124,8 @@ FIGURE_LABELS = {
     "memory_mib": "5  memory growth",
     "storm_messages": "6  storm broker messages",
     "storm_emails_per_window": "6  storm emails per window",
+    "web_rps_pct": "7  web req/s % of no handler",
+    "web_p99_ratio": "7  web p99 / no handler",
 }
 
 
@@ -134,12 +142,13 @@ class Settings:
     memory_criticals: int
     storm_criticals: int
     storm_decisions: int
+    web_seconds: float  # wrk load per web-server variant
 
     @classmethod
     def default(cls, quick: bool) -> Settings:
         if quick:
-            return cls(problem_scenario.Scenario(duration=2.0), 2_000, 2, 1_000, 30, 200, 2, 50_000, 20_000, 100)
-        return cls(problem_scenario.Scenario(duration=5.0), 10_000, 3, 4_000, 100, 500, 3, 200_000, 100_000, 300)
+            return cls(problem_scenario.Scenario(duration=2.0), 2_000, 2, 1_000, 30, 200, 2, 50_000, 20_000, 100, 3.0)
+        return cls(problem_scenario.Scenario(duration=5.0), 10_000, 3, 4_000, 100, 500, 3, 200_000, 100_000, 300, 10.0)
 
 
 @dataclass
@@ -152,6 +161,7 @@ class Run:
     flood: storm.StormResult
     decision: storm.DecisionCost
     seconds: float
+    web: list[list[webserver.VariantRun]] | None = None  # None when wrk or gunicorn is missing
 
     def figures(self) -> dict[str, float | None]:
         by_key = {r.key: r for r in self.variants}
@@ -166,6 +176,7 @@ class Run:
             "memory_mib": max(m.growth_mib for m in self.growth),
             "storm_messages": float(self.flood.broker_messages),
             "storm_emails_per_window": self.flood.emails_per_window,
+            **(webserver.goal_figures(self.web) if self.web else {"web_rps_pct": None, "web_p99_ratio": None}),
         }
 
     def details(self, scenario: problem_scenario.Scenario) -> str:
@@ -177,6 +188,8 @@ class Run:
             memory.report(self.growth),
             storm.report(self.flood, self.decision),
         ]
+        if self.web:
+            parts.append(webserver.report(self.web))
         return "\n\n".join(parts)
 
     def to_json(self, scenario: problem_scenario.Scenario) -> dict[str, Any]:
@@ -194,6 +207,7 @@ class Run:
                 "emails_per_window": self.flood.emails_per_window,
             },
             "decision": asdict(self.decision),
+            "webserver": [[v.to_json() for v in run] for run in self.web] if self.web else None,
         }
 
 
@@ -204,12 +218,20 @@ def run_once(url: str, s: Settings, progress: Callable[[str], None]) -> Run:
     progress(f"end to end: {s.e2e_alerts} alerts")
     e2e = e2e_latency.measure(url, s.e2e_alerts)
     progress(f"throughput: {s.throughput_trials} trials of {s.throughput_alerts} alerts")
-    tp = throughput.measure(url, s.throughput_alerts, s.throughput_trials)
+    with private_redis() as own_url:  # its Redis command counts and CPU must be the run's alone
+        tp = throughput.measure(own_url, s.throughput_alerts, s.throughput_trials)
     progress(f"memory: {s.memory_criticals:,} criticals, Redis down")
     mem = memory.measure(s.memory_criticals)
     progress(f"storm: {s.storm_criticals:,} identical criticals")
     storm_result, decision = storm.run(s.storm_criticals, decisions=s.storm_decisions)
-    return Run(variants, emit, e2e, tp, mem, storm_result, decision, time.monotonic() - started)
+    web = None
+    missing = webserver.missing_tools()
+    if missing:
+        progress(f"web server: skipped ({missing})")
+    else:
+        progress(f"web server: 4 variants x {s.web_seconds:g} s of wrk")
+        web = webserver.run_all(webserver.options(["--duration", str(s.web_seconds)]))
+    return Run(variants, emit, e2e, tp, mem, storm_result, decision, time.monotonic() - started, web)
 
 
 # -- the tables ----------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def index() -> ResponseReturnValue:
         _logged["criticals"] = k
         if k % DISTINCT_EVERY == 0:
             # An f-string: the template differs, so each of these is a fingerprint of its own (a distinct alert).
-            log.critical(f"payment provider timed out for order {n}")  # noqa: G004
+            log.critical(f"payment provider timed out for order {n}")
         else:
             log.critical("payment provider down")
     return jsonify(n=n, total=total)

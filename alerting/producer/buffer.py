@@ -27,11 +27,17 @@ import itertools
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from alerting.producer.capture import resolve_fingerprint
 from alerting.shared.wire import Payload
+
+#: What the buffer groups occurrences by: a fingerprint, or the coalescing key the logging thread makes instead
+#: (``alerting.producer.capture.coalescing_key``: equal keys exactly when equal fingerprints); the digest is made
+#: from it off the logging thread, when a message or a drop report needs it.
+Key = Hashable
 
 # Per-fingerprint detail kept in a drop report; beyond this, drops are only counted in the total.
 DROP_REPORT_FINGERPRINTS = 50
@@ -47,10 +53,10 @@ HANDOFF_MAX = 256
 REENTRANT_KEY = "(logged re-entrantly while the buffer was busy)"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     payload: Payload
-    fingerprint: str
+    key: Key
     levelno: int
     seq: int
     count: int = 1
@@ -58,13 +64,17 @@ class Entry:
     first_created: float | None = None  # a repeat slot's earliest occurrence (payload["created"] is the latest)
     finalized: bool = False  # redacted and size-capped by the publisher (kept if put back)
 
+    @property
+    def fingerprint(self) -> str:
+        return resolve_fingerprint(self.key)
+
 
 @dataclass
 class DropCounter:
     total: int = 0
-    by_fingerprint: Counter[str] = field(default_factory=Counter)
+    by_fingerprint: Counter[Key] = field(default_factory=Counter)  # by key: the digests are made by report()
 
-    def add(self, fingerprint: str, count: int) -> None:
+    def add(self, fingerprint: Key, count: int) -> None:
         self.total += count
         self._note(fingerprint, count)
 
@@ -74,9 +84,12 @@ class DropCounter:
             self._note(fp, int(n))
 
     def report(self) -> dict[str, Any]:
-        return {"total": self.total, "by_fingerprint": dict(self.by_fingerprint)}
+        by_fingerprint: Counter[str] = Counter()
+        for key, n in self.by_fingerprint.items():
+            by_fingerprint[resolve_fingerprint(key)] += n
+        return {"total": self.total, "by_fingerprint": dict(by_fingerprint)}
 
-    def _note(self, fingerprint: str, count: int) -> None:
+    def _note(self, fingerprint: Key, count: int) -> None:
         if fingerprint in self.by_fingerprint or len(self.by_fingerprint) < DROP_REPORT_FINGERPRINTS:
             self.by_fingerprint[fingerprint] += count
 
@@ -114,10 +127,10 @@ class AlertBuffer:
         # Ready entries in publishing order (put_back inserts at the front): an OrderedDict, so that an evicted
         # entry leaves from the middle in O(1).
         self._ready: OrderedDict[Entry, None] = OrderedDict()
-        self._slots: dict[str, Entry] = {}
+        self._slots: dict[Key, Entry] = {}
         self._levels: dict[int, _Level] = {}  # levelno -> its entries; no empty levels (min() stays cheap)
         # fingerprint -> when its last message left the buffer or entered it; least recently refreshed first.
-        self._hot: OrderedDict[str, float] = OrderedDict()
+        self._hot: OrderedDict[Key, float] = OrderedDict()
         self._hot_limit = HOT_PER_ENTRY * capacity + HOT_MIN
         self._seq = 0
         self._pending_drops = DropCounter()  # not yet reported in a message
@@ -125,7 +138,7 @@ class AlertBuffer:
         self.coalesced_total = 0
         # Calls from a thread that may be holding the lock (a signal handler, a finaliser): appended without it
         # (deque.append is atomic) and moved into the buffer by the next put() or take().
-        self._handoff: deque[tuple[Payload, str, int]] = deque()
+        self._handoff: deque[tuple[Payload, Key, int]] = deque()
         self._handoff_limit = max(1, min(capacity, HANDOFF_MAX))
         # Re-entrant calls that found the hand-off full: counted without a lock too. next() on a count is atomic;
         # reading it is a next() as well, so the reads are subtracted (see _harvest_skips).
@@ -137,7 +150,7 @@ class AlertBuffer:
     def __len__(self) -> int:
         return len(self._ready) + len(self._slots) + len(self._handoff)
 
-    def put(self, payload: Payload, fingerprint: str, levelno: int) -> bool:
+    def put(self, payload: Payload, fingerprint: Key, levelno: int) -> bool:
         """Add one occurrence. Returns True when the publisher should wake up (something new to schedule).
         Never waits for itself: a call nested in another on the same thread goes to the hand-off."""
         with self._lock:
@@ -152,7 +165,7 @@ class AlertBuffer:
             finally:
                 self._busy = False
 
-    def put_reentrant(self, payload: Payload, fingerprint: str, levelno: int) -> None:
+    def put_reentrant(self, payload: Payload, fingerprint: Key, levelno: int) -> None:
         """Add one occurrence without the lock, into the bounded hand-off (``deque.append`` is atomic); beyond its
         bound, counted and reported like a drop."""
         if len(self._handoff) < self._handoff_limit:
@@ -160,7 +173,7 @@ class AlertBuffer:
         else:
             next(self._skips)
 
-    def _put(self, payload: Payload, fingerprint: str, levelno: int) -> bool:
+    def _put(self, payload: Payload, fingerprint: Key, levelno: int) -> bool:
         now = self._clock()
         slot = self._slots.get(fingerprint)
         if slot is not None:  # a slot still waiting: fold into it (one message per interval, not two)
@@ -197,7 +210,13 @@ class AlertBuffer:
             hot.popitem(last=False)  # the least recently seen fingerprint
         self._seq += 1
         entry = Entry(payload, fingerprint, levelno, self._seq)
-        if self._make_room(entry):
+        if len(self._ready) + len(self._slots) < self.capacity:  # room: _add_ready inlined (the common case)
+            level = self._levels.get(levelno)
+            if level is None:
+                level = self._levels[levelno] = _Level()
+            self._ready[entry] = None
+            level.ready[entry] = None
+        elif self._make_room(entry):
             self._add_ready(entry)
         return True
 
@@ -220,8 +239,8 @@ class AlertBuffer:
                 due = [s for s in self._slots.values() if everything or s.due <= now]
                 for slot in due[: limit - len(out)]:
                     self._remove(slot)
-                    self._hot[slot.fingerprint] = now
-                    self._hot.move_to_end(slot.fingerprint)
+                    self._hot[slot.key] = now
+                    self._hot.move_to_end(slot.key)
                     out.append(slot)
                 while len(self._hot) > self._hot_limit:
                     self._hot.popitem(last=False)
@@ -301,13 +320,13 @@ class AlertBuffer:
         level = self._levels.get(slot.levelno)
         if level is None:
             level = self._levels[slot.levelno] = _Level()
-        self._slots[slot.fingerprint] = slot
+        self._slots[slot.key] = slot
         level.slots[slot] = None
 
     def _remove(self, entry: Entry) -> None:
         level = self._levels[entry.levelno]
         if entry.due:
-            del self._slots[entry.fingerprint]
+            del self._slots[entry.key]
             self._forget_level(entry, level.slots)
         else:
             del self._ready[entry]
@@ -334,7 +353,7 @@ class AlertBuffer:
         return True
 
     def _count_drop(self, entry: Entry) -> None:
-        self._pending_drops.add(entry.fingerprint, entry.count)
+        self._pending_drops.add(entry.key, entry.count)
         self.dropped_total += entry.count
         carried = entry.payload.get("dropped")
         if carried:  # the dropped entry was carrying an earlier report: keep it for the next message

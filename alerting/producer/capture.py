@@ -72,10 +72,18 @@ _STANDARD_ATTRS = len(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 
 HOST = socket.gethostname()
 
-# Fingerprints of recent (logger, level, template, exception, location) combinations: the same few lines log
-# again and again, so a dict lookup replaces hashing in the common case. Cleared when it grows too big.
-_FP_CACHE: dict[tuple[object, ...], str] = {}
+# The fingerprint is a hash of a *coalescing key*: the tuple of the normalised parts below. The logging thread
+# builds only the key (a tuple, hashed by the buffer with Python's own string hash, cached on each string); the
+# publisher thread turns it into the hex digest (``fingerprint_of_key``), off the caller's path. Equal keys are
+# exactly equal digests' inputs, so coalescing in the buffer groups exactly what the fingerprint groups.
+CoalescingKey = tuple[object, ...]
+
+# Digests of recent keys: the same few lines log again and again. Cleared when it grows too big.
+_FP_CACHE: dict[CoalescingKey, str] = {}
 _FP_CACHE_MAX = 4096
+# pathname -> its last two components: a program has a few hundred source files, asked for every record.
+_TAIL_CACHE: dict[str, str] = {}
+_TAIL_CACHE_MAX = 4096
 
 
 def fingerprint(record: logging.LogRecord) -> str:
@@ -86,43 +94,57 @@ def fingerprint(record: logging.LogRecord) -> str:
     source location as its last two path components (the same code installed under different
     virtualenv paths on different hosts still groups).
     """
-    return _fingerprint(record, _exc_type_name(record))
+    return fingerprint_of_key(coalescing_key(record, _exc_type_name(record)))
 
 
-def _fingerprint(record: logging.LogRecord, exc_type: str | None) -> str:
+def coalescing_key(record: logging.LogRecord, exc_type: str | None) -> CoalescingKey:
+    """The parts the fingerprint hashes, normalised (capped text, source tail): cheap, for the logging thread.
+
+    Two records have equal keys exactly when they have equal fingerprints (short of a digest collision)."""
     key = record.__dict__.get(ALERT_KEY_ATTR)
     if key is not None:
-        cache_key: tuple[object, ...] = ("key", key)
+        return ("key", key if type(key) is str and len(key) <= TEMPLATE_MAX else safe_str(key, TEMPLATE_MAX))
+    name, levelno, msg, pathname, lineno = record.name, record.levelno, record.msg, record.pathname, record.lineno
+    if type(pathname) is str:
+        try:
+            tail = _TAIL_CACHE[pathname]
+        except KeyError:
+            tail = _source_tail(pathname)
+            if len(_TAIL_CACHE) >= _TAIL_CACHE_MAX:
+                _TAIL_CACHE.clear()
+            _TAIL_CACHE[pathname] = tail
     else:
-        msg = record.msg
-        if type(msg) is str and len(msg) > TEMPLATE_MAX:  # hashing a 50 MB message would cost ~20 ms
-            msg = (msg[:TEMPLATE_MAX], len(msg))
-        cache_key = (record.name, record.levelno, msg, exc_type, record.pathname, record.lineno)
+        tail = _source_tail(pathname)
+    return (
+        name if type(name) is str and len(name) <= NAME_MAX else safe_str(name, NAME_MAX),
+        levelno if type(levelno) is int else str(levelno),  # str() of anything; odd records still fingerprint
+        msg if type(msg) is str and len(msg) <= TEMPLATE_MAX else safe_str(msg, TEMPLATE_MAX),
+        exc_type or "",
+        tail,
+        lineno if type(lineno) is int else str(lineno),
+    )
+
+
+def fingerprint_of_key(key: CoalescingKey) -> str:
+    """The fingerprint (hex digest) of a coalescing key. Runs in the publisher thread, or for the public API."""
     try:
-        return _FP_CACHE[cache_key]
-    except (KeyError, TypeError):  # not seen yet, or something unhashable in it
+        return _FP_CACHE[key]
+    except KeyError:
         pass
-    if key is not None:
-        basis = "key\0" + safe_str(key, TEMPLATE_MAX)
-    else:
-        basis = "\0".join(
-            (
-                safe_str(record.name, NAME_MAX),
-                str(record.levelno),  # str() of anything; odd records still fingerprint
-                safe_str(record.msg, TEMPLATE_MAX),
-                exc_type or "",
-                _source_tail(record.pathname),
-                str(record.lineno),
-            )
-        )
+    basis = "\0".join([str(part) for part in key])
     digest = hashlib.blake2b(basis.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
-    try:
-        if len(_FP_CACHE) >= _FP_CACHE_MAX:
-            _FP_CACHE.clear()
-        _FP_CACHE[cache_key] = digest
-    except TypeError:
-        pass
+    if len(_FP_CACHE) >= _FP_CACHE_MAX:
+        _FP_CACHE.clear()
+    _FP_CACHE[key] = digest
     return digest
+
+
+def resolve_fingerprint(value: object) -> str:
+    """A payload's ``fingerprint`` as it goes on the wire: a coalescing key (as the logging thread left it) becomes
+    its digest; a fingerprint already made (``build(fingerprint=...)``, a spooled payload) stays as it is."""
+    if type(value) is tuple:
+        return fingerprint_of_key(value)
+    return value if type(value) is str else safe_str(value, NAME_MAX)
 
 
 def capture_record(
@@ -131,13 +153,14 @@ def capture_record(
     service: str | None,
     is_secret_key: Callable[[str], bool],
     context: Mapping[str, Any] | None = None,
-) -> tuple[Payload, str, bool]:
-    """The payload for ``record``, its fingerprint, and whether ``created`` had to be replaced (the logging
-    thread's path; the two share the work both need)."""
+) -> tuple[Payload, CoalescingKey, bool]:
+    """The payload for ``record``, its coalescing key, and whether ``created`` had to be replaced (the logging
+    thread's path). The payload's ``fingerprint`` is the key until ``finalize`` (publisher thread) makes it the
+    digest: hashing is a third of this function's cost, and nothing in the logging thread needs the digest."""
     exc_type = _exc_type_name(record)
-    fp = _fingerprint(record, exc_type)
-    payload, retimed = _build(record, fp, exc_type, service, is_secret_key, context)
-    return payload, fp, retimed
+    key = coalescing_key(record, exc_type)
+    payload, retimed = _build(record, key, exc_type, service, is_secret_key, context)
+    return payload, key, retimed
 
 
 def build(
@@ -154,7 +177,7 @@ def build(
 
 def _build(
     record: logging.LogRecord,
-    fingerprint: str,
+    fingerprint: str | CoalescingKey,
     exc_type: str | None,
     service: str | None,
     is_secret_key: Callable[[str], bool],
@@ -162,7 +185,12 @@ def _build(
 ) -> tuple[Payload, bool]:
     # Each text field takes the fast path (already a str within its cap) inline: emit() runs this per record.
     msg, name, pathname = record.msg, record.name, record.pathname
-    func, process_name, thread_name = record.funcName, record.processName, record.threadName
+    func, process_name, thread_name, levelname = (
+        record.funcName,
+        record.processName,
+        record.threadName,
+        record.levelname,
+    )
     template = msg if type(msg) is str and len(msg) <= TEMPLATE_MAX else _text(msg, TEMPLATE_MAX)
     lineno, process, levelno, created = record.lineno, record.process, record.levelno, record.created
     extra = _extras(record, is_secret_key) if len(record.__dict__) > _STANDARD_ATTRS else None
@@ -173,9 +201,9 @@ def _build(
     payload: PayloadFields = {
         "v": PAYLOAD_VERSION,
         # "id" is assigned by finalize.finalize, off the logging thread (uuid4 is a third of emit's own cost).
-        "fingerprint": fingerprint,
+        "fingerprint": fingerprint,  # type: ignore[typeddict-item]  # a key: resolved by finalize, off-thread
         "created": created,
-        "level": _text(record.levelname, 50),
+        "level": levelname if type(levelname) is str and len(levelname) <= 50 else _text(levelname, 50),
         "levelno": levelno if type(levelno) is int and levelno >= 0 else 0,  # the worker wants an int >= 0
         "logger": name if type(name) is str and len(name) <= NAME_MAX else _text(name, NAME_MAX),
         # A plain LogRecord with no arguments: its message is the template itself (what getMessage() returns).
@@ -193,8 +221,20 @@ def _build(
         "stack": truncate(record.stack_info, STACK_MAX, keep_tail=True) if record.stack_info else None,
         "host": HOST,
         "pid": process if type(process) is int and process >= 0 else os.getpid(),
-        "process_name": _text(process_name, NAME_MAX) if process_name else None,
-        "thread_name": _text(thread_name, NAME_MAX) if thread_name else None,
+        "process_name": (
+            (
+                process_name
+                if type(process_name) is str and len(process_name) <= NAME_MAX
+                else _text(process_name, NAME_MAX)
+            )
+            if process_name
+            else None
+        ),
+        "thread_name": (
+            (thread_name if type(thread_name) is str and len(thread_name) <= NAME_MAX else _text(thread_name, NAME_MAX))
+            if thread_name
+            else None
+        ),
         "service": service,
         "extra": extra,
         "context": (

@@ -1,4 +1,4 @@
-"""What leaves the application: a payload redacted, given its id and count, and capped in size. Pure (no I/O).
+"""What leaves the application: a payload redacted, given its fingerprint, id and count, capped in size. Pure.
 
 Runs in the publisher thread (off the logging thread), before a payload is published or spooled; the cap is
 the wire contract's ``MAX_PAYLOAD_BYTES`` (``alerting.shared.wire``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from alerting.producer.capture import resolve_fingerprint
 from alerting.producer.ids import new_id
 from alerting.producer.redact import Redactor
 from alerting.shared.jsonsafe import truncate
@@ -23,6 +24,8 @@ def finalize(payload: Payload, redactor: Redactor, *, count: int = 1, first_crea
     Done in the publisher thread (off the logging thread), before the payload is published or spooled.
     """
     out = redactor.payload(payload)
+    # The logging thread leaves the coalescing key in "fingerprint"; the digest is made here, off its path.
+    out["fingerprint"] = resolve_fingerprint(out.get("fingerprint"))
     out.setdefault("id", new_id())
     out["count"] = count
     if count > 1 and first_created is not None:

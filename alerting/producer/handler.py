@@ -121,7 +121,8 @@ class AlertHandler(logging.Handler):
             levelno = record.levelno
             if not isinstance(levelno, int) or levelno < self.level or self._is_ignored(record):
                 return
-            payload, fp, retimed = capture_record(
+            # The payload's fingerprint is a coalescing key until the publisher thread hashes it (finalize).
+            payload, key, retimed = capture_record(
                 record,
                 service=self.service,
                 is_secret_key=self._redactor.is_secret_key,
@@ -134,7 +135,7 @@ class AlertHandler(logging.Handler):
             if captured is not None:
                 captured.append(finalize(payload, self._redactor))
                 return
-            self._publisher.submit(payload, fp, levelno)
+            self._publisher.submit(payload, key, levelno)
         except RecursionError:  # as the stdlib handlers do: a recursion error is the caller's to see
             raise
         except Exception:

@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, Protocol
 
-from alerting.producer.buffer import AlertBuffer, DropCounter, Entry
+from alerting.producer.buffer import AlertBuffer, DropCounter, Entry, Key
+from alerting.producer.capture import resolve_fingerprint
 from alerting.producer.finalize import finalize
 from alerting.producer.redact import Redactor
 from alerting.producer.spool import Spool, SpoolUnavailable
@@ -190,12 +191,15 @@ class Publisher:
         return self.state is State.CLOSED
 
     # -- called from the logging threads ---------------------------------------------------------------
-    def submit(self, payload: dict[str, Any], fingerprint: str, levelno: int) -> None:
+    def submit(self, payload: dict[str, Any], fingerprint: Key, levelno: int) -> None:
         """Hand one alert over. Never blocks on I/O (the buffer lock is held for microseconds), and never waits
         at all when re-entered on the same thread."""
         if self.state is State.CLOSED:  # logged after close(): nothing will publish it; say so, never hold it silently
             self.lost_total += 1
-            log.error("celery-alerting lost an alert logged after its handler was closed (fingerprint %s)", fingerprint)
+            log.error(
+                "celery-alerting lost an alert logged after its handler was closed (fingerprint %s)",
+                resolve_fingerprint(fingerprint),  # the key holds the unredacted template: log only its digest
+            )
             return
         # A signal handler (or a finaliser) that logs may run this again, on this thread, at any point in here:
         # the buffer and start() let a nested call through without waiting, and setting _wake never blocks.

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerting.producer.buffer import HOT_MIN, HOT_PER_ENTRY, REENTRANT_KEY, AlertBuffer, Entry
+from alerting.producer.capture import fingerprint_of_key
 from tests.unit.factories import FakeClock
 
 CRITICAL, ERROR, WARNING = logging.CRITICAL, logging.ERROR, logging.WARNING
@@ -99,6 +100,19 @@ def test_a_hot_loop_costs_a_handful_of_messages_and_the_counts_add_up() -> None:
 
 
 # -- capacity and drops ------------------------------------------------------------------------------------
+def test_a_drop_report_names_fingerprints_not_the_coalescing_keys_that_hold_message_text() -> None:
+    buf, _ = make(capacity=1)
+    error_key = ("app", ERROR, "card 4111 declined", "", "app/pay.py", 42)  # as capture.coalescing_key makes it
+    critical_key = ("app", CRITICAL, "card 4111 declined", "", "app/pay.py", 42)
+    buf.put(p("e1"), error_key, ERROR)
+    buf.put(p("c1"), critical_key, CRITICAL)  # full: the ERROR gives way
+    [taken] = buf.take(10)
+    assert taken.fingerprint == fingerprint_of_key(critical_key)
+    report = taken.payload["dropped"]
+    assert report == {"total": 1, "by_fingerprint": {fingerprint_of_key(error_key): 1}}
+    assert "4111" not in repr(report)
+
+
 def test_full_buffer_evicts_the_least_severe_entry() -> None:
     buf, _ = make(capacity=3)
     buf.put(p("c1"), "C1", CRITICAL)

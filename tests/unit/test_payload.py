@@ -372,6 +372,39 @@ def test_alert_key_overrides_everything_else() -> None:
     assert fingerprint(a) != fingerprint(make_record("order %s failed", level=logging.CRITICAL, lineno=1))
 
 
+def test_fingerprints_are_the_same_digests_as_before_the_key_moved_off_the_logging_thread() -> None:
+    # Pinned: a changed digest would restart every throttle window and digest in Redis on upgrade.
+    assert fingerprint(make_record("order %s failed", (17,))) == "47afefea35eb74780019"
+    assert fingerprint(make_record("x" * 5000)) == "29ef7a43dd4c9ae6957b"
+    assert fingerprint(make_record(extra={"alert_key": "payments-down"})) == "ee03767411928b5e5ada"
+
+
+def test_the_logging_thread_leaves_a_key_and_finalize_turns_it_into_the_records_fingerprint() -> None:
+    record = make_record("order %s failed", (17,))
+    payload, key, _ = capture_record(record, service=None, is_secret_key=IS_SECRET_KEY)
+    assert payload["fingerprint"] == key  # no hashing on the logging thread
+    out = finalize(payload, REDACTOR)
+    assert out["fingerprint"] == fingerprint(record)
+    json.dumps(out)  # the key never reaches the wire
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (make_record("x" * 5000 + "a"), make_record("x" * 5000 + "b")),  # differ past the template cap
+        (make_record(pathname="/venv-a/shop/payments.py"), make_record(pathname="/venv-b/shop/payments.py")),
+        (make_record(extra={"alert_key": "k"}), make_record("other", lineno=7, extra={"alert_key": "k"})),
+    ],
+    ids=["long-templates", "same-source-tail", "alert-key"],
+)
+def test_records_with_one_fingerprint_have_one_coalescing_key(a: logging.LogRecord, b: logging.LogRecord) -> None:
+    # The buffer coalesces by key: equal fingerprints must mean equal keys, or repeats would not fold.
+    key_a = capture_record(a, service=None, is_secret_key=IS_SECRET_KEY)[1]
+    key_b = capture_record(b, service=None, is_secret_key=IS_SECRET_KEY)[1]
+    assert fingerprint(a) == fingerprint(b)
+    assert key_a == key_b
+
+
 def test_alert_key_is_not_shown_as_an_extra() -> None:
     payload = build_payload(make_record(extra={"alert_key": "payments-down", "order_id": 17}))
     assert payload["extra"] == {"order_id": 17}
