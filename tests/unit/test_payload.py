@@ -14,12 +14,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from alerting.consumer.schema import parse
+from alerting.producer import tracebacks
 from alerting.producer.capture import (
     CREATED_AS_LOGGED,
     EXTRA_ITEMS_MAX,
@@ -637,10 +639,35 @@ def test_long_exception_chain_shows_the_newest_and_the_root_cause() -> None:
     assert tb.index("KeyError: 'root cause'") < tb.index("RuntimeError: link 50")
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are Python 3.11+")
-def test_exception_group_shows_its_first_members_and_counts_the_rest() -> None:
-    members = [ValueError(f"item {i}") for i in range(12)]
-    group = builtins.ExceptionGroup("batch failed", members)  # type: ignore[attr-defined]  # Python 3.11+, mypy reads 3.10
+class _StandInExceptionGroup(Exception):
+    """Python 3.10 has no exception groups: a stand-in with the same shape (``exceptions``, the same ``str()``), so
+    the rendering of groups is tested on every supported version, with the real class wherever it exists."""
+
+    def __init__(self, message: str, exceptions: list[BaseException]) -> None:
+        super().__init__(message, exceptions)
+        self.message, self.exceptions = message, tuple(exceptions)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({len(self.exceptions)} sub-exceptions)"
+
+
+_StandInExceptionGroup.__name__ = _StandInExceptionGroup.__qualname__ = "ExceptionGroup"
+
+
+@pytest.fixture
+def exception_group(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, list[BaseException]], BaseException]:
+    real: Callable[[str, list[BaseException]], BaseException] | None = getattr(builtins, "ExceptionGroup", None)
+    if real is not None:
+        return real
+    monkeypatch.setattr(tracebacks, "_GROUP", _StandInExceptionGroup)
+    return _StandInExceptionGroup
+
+
+def test_exception_group_shows_its_first_members_and_counts_the_rest(
+    exception_group: Callable[[str, list[BaseException]], BaseException],
+) -> None:
+    members: list[BaseException] = [ValueError(f"item {i}") for i in range(12)]
+    group = exception_group("batch failed", members)
     record = record_with_exception(group)
     tb = build_payload(record)["traceback"]
     assert "ExceptionGroup: batch failed (12 sub-exceptions)" in tb
@@ -719,9 +746,10 @@ def _deep_then_raise(depth: int, exc: BaseException) -> None:
     _deep_then_raise(depth - 1, exc)
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups are Python 3.11+")
-def test_groups_of_long_chains_stay_within_the_frame_and_exception_budget_newest_first() -> None:
-    members = []
+def test_groups_of_long_chains_stay_within_the_frame_and_exception_budget_newest_first(
+    exception_group: Callable[[str, list[BaseException]], BaseException],
+) -> None:
+    members: list[BaseException] = []
     for m in range(8):
         chained = _chain(10)
         try:
@@ -730,8 +758,8 @@ def test_groups_of_long_chains_stay_within_the_frame_and_exception_budget_newest
             exc.__cause__ = chained
             members.append(exc)
     try:
-        _deep_then_raise(50, builtins.ExceptionGroup("everything failed", members))  # type: ignore[attr-defined]
-    except BaseException:  # an ExceptionGroup (Python 3.11+)
+        _deep_then_raise(50, exception_group("everything failed", members))
+    except BaseException:  # the group
         record = make_record(exc_info=sys.exc_info())
     tb = build_payload(record)["traceback"]
     assert tb.count('  File "') <= 60 + 20  # the frame budget (60), at least one frame per exception shown (20)
