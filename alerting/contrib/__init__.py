@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from alerting.errors import ConfigError
-from alerting.shared.config import parse_bool
+from alerting.shared.config import parse_bool, parse_level
 from alerting.shared.jsonsafe import REDACTED, safe_str
 
 __all__ = ["UNHANDLED_TEMPLATE", "log_unhandled", "parse_flag", "parse_level", "redact_query", "request_context"]
@@ -59,17 +59,6 @@ def parse_flag(setting: str, value: object) -> bool:
     if isinstance(value, str):
         return parse_bool(setting, value)
     raise ConfigError(setting, f"expected True or False, got {value!r}")
-
-
-def parse_level(setting: str, value: object) -> int:
-    """A logging level: a number or a level name such as ``"ERROR"``."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        number = logging.getLevelName(value.strip().upper())
-        if isinstance(number, int):
-            return number
-    raise ConfigError(setting, f"expected a logging level such as CRITICAL or ERROR, got {value!r}")
 
 
 def log_unhandled(logger: logging.Logger, exc: BaseException, *, method: str, path: str) -> None:
