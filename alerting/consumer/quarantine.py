@@ -14,10 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from typing import Any
 
-from alerting.shared.wire import DIGEST_TASK_NAME, MAX_PAYLOAD_BYTES, QUARANTINE_TASK_NAME, TASK_NAME
+from alerting.shared.wire import DIGEST_TASK_NAME, MAX_PAYLOAD_BYTES, QUARANTINE_TASK_NAME, TASK_NAME, task_envelope
 
 KNOWN_TASKS = frozenset({TASK_NAME, DIGEST_TASK_NAME, QUARANTINE_TASK_NAME})
 
@@ -102,37 +101,10 @@ def quarantine_info(raw: bytes, reason: str, queue: str) -> dict[str, Any]:
 
 def quarantine_envelope(info: dict[str, Any], routing_key: str) -> bytes:
     """A well-formed task message (Celery protocol 2, JSON) calling ``alerting.quarantine(info)``."""
-    task_id = str(uuid.uuid4())
-    body = json.dumps([[info], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
-    envelope = {
-        "body": base64.b64encode(body.encode("utf-8")).decode("ascii"),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": QUARANTINE_TASK_NAME,
-            "id": task_id,
-            "shadow": None,
-            "eta": None,
-            "expires": None,
-            "group": None,
-            "group_index": None,
-            "retries": 0,
-            "timelimit": [None, None],
-            "root_id": task_id,
-            "parent_id": None,
-            "argsrepr": f"<quarantined message of {info.get('size')} bytes>",
-            "kwargsrepr": "{}",
-            "origin": "alerting.brokerguard",
-            "ignore_result": True,
-        },
-        "properties": {
-            "correlation_id": task_id,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": routing_key},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return json.dumps(envelope).encode("ascii")
+    return task_envelope(
+        QUARANTINE_TASK_NAME,
+        [info],
+        queue=routing_key,
+        origin="alerting.brokerguard",
+        argsrepr=f"<quarantined message of {info.get('size')} bytes>",
+    )

@@ -8,8 +8,10 @@ producer builds (``alerting.producer.capture``, checked by mypy) and what the co
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import uuid
 from typing import Any, TypedDict
 
 #: One alert, one argument: the payload dict. Public: it stays valid on the wire (README, "Public contract").
@@ -94,21 +96,53 @@ BODY_TAIL = b"],{}," + json.dumps(_EMBED, separators=(",", ":")).encode() + b"]"
 PLACEHOLDERS = ("@BODY@", "@TASK@", "@TAG@", "@ALERT@")
 
 
-def envelope_template(queue: str, origin: str) -> list[str]:
-    """kombu's Redis envelope of a Celery protocol 2 message, cut into fixed parts and placeholders."""
-    envelope = {
-        "body": "@BODY@",
+def _envelope(
+    *, body: str, task: str, task_id: str, tag: str, queue: str, argsrepr: str, origin: str
+) -> dict[str, Any]:
+    return {
+        "body": body,
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {**_HEADERS, "id": "@TASK@", "root_id": "@TASK@", "argsrepr": "[<alert @ALERT@>]", "origin": origin},
+        "headers": {
+            **_HEADERS,
+            "task": task,
+            "id": task_id,
+            "root_id": task_id,
+            "argsrepr": argsrepr,
+            "origin": origin,
+        },
         "properties": {
-            "correlation_id": "@TASK@",
-            "reply_to": "@TASK@",
+            "correlation_id": task_id,
+            "reply_to": task_id,
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": "@TAG@",
+            "delivery_tag": tag,
         },
     }
+
+
+def envelope_template(queue: str, origin: str) -> list[str]:
+    """kombu's Redis envelope of a Celery protocol 2 message, cut into fixed parts and placeholders."""
+    envelope = _envelope(
+        body="@BODY@",
+        task=TASK_NAME,
+        task_id="@TASK@",
+        tag="@TAG@",
+        queue=queue,
+        argsrepr="[<alert @ALERT@>]",
+        origin=origin,
+    )
     return re.split("(" + "|".join(PLACEHOLDERS) + ")", json.dumps(envelope, separators=(",", ":")))
+
+
+def task_envelope(task: str, args: list[Any], *, queue: str, origin: str, argsrepr: str) -> bytes:
+    """One whole task message, as kombu's Redis transport stores it, calling ``task(*args)`` (for the rare
+    message the worker side writes itself; the publisher's hot path fills :func:`envelope_template` instead)."""
+    task_id = str(uuid.uuid4())
+    body = base64.b64encode(json.dumps([args, {}, _EMBED]).encode("utf-8")).decode("ascii")
+    envelope = _envelope(
+        body=body, task=task, task_id=task_id, tag=str(uuid.uuid4()), queue=queue, argsrepr=argsrepr, origin=origin
+    )
+    return json.dumps(envelope).encode("ascii")
